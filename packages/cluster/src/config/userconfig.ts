@@ -491,7 +491,7 @@ function readCheck(doc: Doc, el: XmlElement): CheckConfig {
       all.push({ el: c, name: checker.ident, value: checker });
     }
   }
-  uniqueNames(doc, all.filter((x) => x.el.name !== 'module'), 'ident', 'checker ident');
+  uniqueNames(doc, all.filter((x) => x.el.name !== 'module').sort((x, y) => x.el.start - y.el.start), 'ident', 'checker ident');
   return out;
 }
 
