@@ -21,6 +21,7 @@ test('mirror fixture loads into the typed configuration', async (t) => {
   const file = fixture('mirror.userconfig.xml');
   const c = await loadUserConfig(file);
   t.is(c.source, file);
+  t.like(c.loc, { line: 3, column: 1, path: 'safe/service' });
   t.is(c.mode, 'mirror');
   t.is(c.defaultPrimary, undefined, 'defaultprim="alone" means no preferred primary');
   t.true(c.failover);
@@ -135,6 +136,9 @@ const BAD: Bad[] = [
   { title: 'negative maxloop', xml: svc([HEART], 'mode="mirror" maxloop="-1"'), line: 3, reason: 'invalid-value', match: /maxloop="-1"/ },
   { title: 'zero loop_interval', xml: svc([HEART], 'mode="mirror" loop_interval="0"'), line: 3, reason: 'invalid-value', match: /loop_interval="0"/ },
   { title: 'unclosed tag', xml: svc(['<heart pulse="700">', '<heartbeat name="default">', '</heart>']), line: 6, reason: 'syntax', match: /malformed XML: .*heartbeat/ },
+  { title: 'empty file', xml: '', line: 1, reason: 'syntax', match: /malformed XML/ },
+  { title: 'repeated attribute', xml: svc([HEART], 'mode="mirror"\n mode="farm"'), line: 4, reason: 'syntax', match: /Attribute 'mode' is repeated/ },
+  { title: 'two root elements', xml: svc([HEART]) + '<safe/>\n', line: 7, reason: 'syntax', match: /only one root element is allowed; <safe> follows <safe>/ },
   { title: 'not XML at all', xml: 'hello', line: 1, reason: 'syntax', match: /malformed XML/ },
   { title: 'duplicate heartbeat names', xml: svc(['<heart>', '<heartbeat name="default"/>', '<heartbeat name="default"/>', '</heart>']), line: 6, reason: 'duplicate', match: /duplicate heartbeat name 'default' \(first at line 5\)/ },
   { title: 'heart without heartbeat', xml: svc(['<heart pulse="700"/>']), line: 4, reason: 'missing', match: /<heart> has no <heartbeat/ },

@@ -188,6 +188,8 @@ export interface UserConfig {
   user?: UserScriptsConfig;
   /** Unmodelled attributes of `<service>`. */
   extra?: ExtraAttributes;
+  /** Where `<service>` is (for errors about the module as a whole, e.g. an unsupported mode). */
+  loc?: ConfigLocation;
   /** Unknown elements/attributes, placeholders. */
   warnings: ConfigWarning[];
   /** The file it was loaded from. */
@@ -251,6 +253,7 @@ export function parseUserConfig(xml: string, opts: ParseUserConfigOptions = {}):
     failover: a.bool('failover', true),
     maxloop: a.int('maxloop', { min: 0, what: 'a number of restarts' }) ?? DEFAULT_MAXLOOP,
     loopIntervalHours: a.int('loop_interval', { min: 1, what: 'a number of hours' }) ?? DEFAULT_LOOP_INTERVAL_H,
+    loc: doc.loc(service),
     warnings: doc.warnings,
     ...opt('extra', a.extra()),
     ...opt('source', opts.file),

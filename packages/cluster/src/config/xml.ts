@@ -165,9 +165,10 @@ export class Doc {
 
     const valid = XMLValidator.validate(this.#src, { allowBooleanAttributes: false });
     if (valid !== true) {
-      const { line, col, msg } = valid.err;
+      const line = valid.err.line ?? 1;
+      const col = valid.err.col ?? 1;
       const loc = { file: this.file, line, column: col, path: '' };
-      throw new ConfigError(`${this.file}:${line}:${col}: malformed XML: ${msg}`, { ...loc, reason: 'syntax' });
+      throw new ConfigError(`${this.file}:${line}:${col}: malformed XML: ${valid.err.msg}`, { ...loc, reason: 'syntax' });
     }
 
     const parser = new XMLParser({
@@ -176,7 +177,7 @@ export class Doc {
       attributeNamePrefix: '',
       parseAttributeValue: false,
       parseTagValue: false,
-      trimValues: true,
+      trimValues: false, // keep attribute values as written; text is trimmed in #convert
       captureMetaData: true,
       ignoreDeclaration: true,
       ignorePiTags: true,
@@ -190,6 +191,8 @@ export class Doc {
       const loc = { file: this.file, line: 1, column: 1, path: '' };
       throw new ConfigError(`${this.file}:1:1: the file has no root element`, { ...loc, reason: 'syntax' });
     }
+    const second = roots[1];
+    if (second !== undefined) this.#throwAt(second.start, second.path, 'syntax', `only one root element is allowed; <${second.name}> follows <${root.name}>`);
     this.root = root;
   }
 
