@@ -1,0 +1,287 @@
+/**
+ * `createCluster()`: wires membership, the virtual IP, the lifeline and the mirror module by name,
+ * checks that every component has what it needs at construction, and runs them with a Startable
+ * lifecycle (if start fails, what started is stopped and the error rethrown).
+ */
+import { join } from 'node:path';
+import { EventEmitter } from 'eventemitter3';
+import { HaError, StatusGuard, type LogEntry, type ModuleLog } from '@ha/interface';
+import { membership as membershipFactory, type Membership, type MembershipInit, type NetworkInit } from '@ha/membership';
+import { lifeline as lifelineFactory, vip as vipFactory, type Lifeline, type Vip, type VipInit } from '@ha/vip';
+import { AppRunner, type AppCallbacks, type AppScripts } from './app.js';
+import { formatEntry, PersistentLog } from './module-log.js';
+import { StateStore } from './state-store.js';
+import { MirrorModule, type Command, type MirrorEvents, type MirrorStatus, type SecondarySync } from './mirror/mirror.js';
+import type { Announce } from './mirror/decide.js';
+
+/** The mirror module's configuration. @public */
+export interface MirrorInit {
+  /** Module name (default 'mirror'). Also names its state and log files. */
+  name?: string;
+  /** The virtual IP: an IPv4 address, or the full {@link VipInit}. */
+  vip?: string | VipInit;
+  /** Preferred primary (defaultprim): takes the role back automatically after it returns. */
+  defaultPrimary?: string;
+  /** Automatic failover when the primary is lost (default true; failover="off" in userconfig.xml). */
+  failover?: boolean;
+  /** Application callbacks (embedded). */
+  app?: AppCallbacks;
+  /** Application scripts (start_prim / stop_prim), when not embedded. */
+  scripts?: AppScripts;
+  /** Graceful stop bound (default 30 s). */
+  niceStopTimeoutMs?: number;
+  /** Forced stop bound, after which the application's processes are killed (default 30 s). */
+  forceStopTimeoutMs?: number;
+  /** Start bound (default 120 s). */
+  startTimeoutMs?: number;
+  /** Data synchronisation of a returning secondary (the replicator plugs in here). */
+  sync?: SecondarySync;
+}
+
+/** A component factory (js-libp2p style) that may name the components it needs. @public */
+export type ComponentFactory<T> = ((components: ClusterComponents) => T) & { dependencies?: readonly string[] };
+
+/** The components wired by {@link createCluster}, by name. @public */
+export interface ClusterComponents {
+  log: ModuleLog;
+  lifeline?: Lifeline;
+  membership?: Membership;
+  vip?: Vip;
+  [name: string]: unknown;
+}
+
+/** Configuration of {@link createCluster}. @public */
+export interface ClusterInit {
+  /** This node's name (must appear in every network's addresses). */
+  node: string;
+  /** Shared cluster key (at least 16 bytes): authenticates all cluster traffic. */
+  key: string | Uint8Array;
+  /** Heartbeat networks: one or more (a second, dedicated link keeps the pair together if one is cut). */
+  networks: NetworkInit[];
+  /** Failure-detection preset ('default' detects within 500 ms; 'fast' for quiet networks). */
+  preset?: MembershipInit['preset'];
+  pulseMs?: number;
+  timeoutMs?: number;
+  /** Where the persisted state and the module log live. */
+  stateDir: string;
+  /** Logs directory (module and application logs); default: stateDir. */
+  logDir?: string;
+  /** The mirror module. */
+  mirror: MirrorInit;
+  /** Also send every module-log entry here (e.g. to the service's own logger). */
+  onLog?: (entry: LogEntry) => void;
+  /** Start the module when the cluster starts (default true); false leaves it STOP until `start`. */
+  autoStart?: boolean;
+  /** Start right away (default true). */
+  start?: boolean;
+  /** Replace built-in components (advanced; e.g. a custom membership). */
+  components?: {
+    membership?: ComponentFactory<Membership>;
+    vip?: ComponentFactory<Vip>;
+    lifeline?: ComponentFactory<Lifeline> | false;
+  };
+}
+
+/** Events of a cluster: the mirror's, plus membership's. @public */
+export type ClusterEvents = MirrorEvents & {
+  'member:up': [{ id: string; incarnation: number }];
+  'member:down': [{ id: string; reason: string; silentMs: number }];
+};
+
+/** A configuration error in {@link ClusterInit}. @public */
+export class ClusterConfigError extends HaError {
+  constructor(field: string, message: string) { super('ERR_CLUSTER_CONFIG', `cluster config: ${field}: ${message}`, { details: { field } }); }
+}
+
+/** A component needs another one that is not configured. @public */
+export class MissingComponentError extends HaError {
+  constructor(component: string, missing: string) {
+    super('ERR_MISSING_COMPONENT', `component '${component}' needs component '${missing}', which is not configured`, { details: { component, missing } });
+  }
+}
+
+/** Status of the cluster on this node. @public */
+export interface ClusterStatus {
+  node: string;
+  modules: MirrorStatus[];
+  members: ReturnType<Membership['members']>;
+  stats: ReturnType<Membership['stats']>;
+}
+
+/** A running cluster node. @public */
+export class Cluster extends EventEmitter<ClusterEvents> {
+  readonly node: string;
+  readonly mirror: MirrorModule;
+  readonly membership: Membership;
+  readonly vip: Vip | undefined;
+  readonly lifeline: Lifeline | undefined;
+  readonly moduleLog: PersistentLog;
+  readonly log: ModuleLog;
+  readonly #store: StateStore;
+  readonly #guard = new StatusGuard('cluster');
+  readonly #init: ClusterInit;
+  readonly #announces: Record<string, Announce> = {};
+
+  constructor(init: ClusterInit) {
+    super();
+    validateInit(init);
+    this.#init = init;
+    this.node = init.node;
+    const mi = init.mirror;
+    const name = mi.name ?? 'mirror';
+    const logDir = init.logDir ?? init.stateDir;
+    this.moduleLog = new PersistentLog(join(logDir, name, 'module.log'), 'cluster', init.onLog);
+    this.log = this.moduleLog.log;
+    this.#store = new StateStore(init.stateDir, name);
+
+    const components: ClusterComponents = { log: this.log };
+    const wire = <T>(cname: string, f: ComponentFactory<T>): T => {
+      for (const dep of f.dependencies ?? []) {
+        if (components[dep] === undefined) throw new MissingComponentError(cname, dep);
+      }
+      const c = f({ ...components, log: this.log.child(cname) });
+      components[cname] = c;
+      return c;
+    };
+
+    const lf = init.components?.lifeline;
+    this.lifeline = lf === false ? undefined : wire('lifeline', lf ?? lifelineFactory({ logFile: join(logDir, name, 'lifeline.log') }));
+    const peers = new Set(init.networks.flatMap((n) => Object.keys(n.addresses)));
+    peers.delete(init.node);
+    if (peers.size !== 1) throw new ClusterConfigError('networks', `a mirror module needs exactly two nodes; found ${peers.size + 1} (${[init.node, ...peers].join(', ')})`);
+    const peer = [...peers][0]!;
+    if (mi.defaultPrimary !== undefined && mi.defaultPrimary !== init.node && mi.defaultPrimary !== peer) {
+      throw new ClusterConfigError('mirror.defaultPrimary', `'${mi.defaultPrimary}' is not a node of this cluster (${init.node}, ${peer})`);
+    }
+    this.membership = wire('membership', init.components?.membership ?? membershipFactory({
+      nodeId: init.node, networks: init.networks, key: init.key, clusterName: name,
+      ...(init.preset ? { preset: init.preset } : {}),
+      ...(init.pulseMs ? { pulseMs: init.pulseMs } : {}),
+      ...(init.timeoutMs ? { timeoutMs: init.timeoutMs } : {}),
+    }));
+    if (mi.vip !== undefined) {
+      const vinit: VipInit = typeof mi.vip === 'string' ? { address: mi.vip } : mi.vip;
+      this.vip = wire('vip', init.components?.vip ?? vipFactory(vinit));
+    }
+    const mirrorDeps: ComponentFactory<MirrorModule> = Object.assign((c: ClusterComponents) => {
+      const app = new AppRunner({
+        module: name, node: init.node, callbacks: mi.app, scripts: mi.scripts,
+        niceStopTimeoutMs: mi.niceStopTimeoutMs ?? 30_000, forceStopTimeoutMs: mi.forceStopTimeoutMs ?? 30_000,
+        startTimeoutMs: mi.startTimeoutMs ?? 120_000, appLogFile: join(logDir, name, 'app.log'),
+        env: { HA_VIP: this.vip?.address ?? '' },
+      }, c.log.child('app'), c.lifeline);
+      const timing = this.#timing();
+      return new MirrorModule({
+        name, node: init.node, peer, preferred: mi.defaultPrimary, failover: mi.failover ?? true,
+        discoveryMs: Math.max(3 * timing.timeoutMs, 300), tickMs: Math.max(timing.pulseMs, 20),
+      }, {
+        membership: c.membership as Membership, vip: c.vip as Vip | undefined, app, store: this.#store,
+        log: c.log, sync: mi.sync,
+        announce: (a) => { this.#announces[name] = a; this.membership.setPayload({ v: 1, m: this.#announces }); },
+      });
+    }, { dependencies: ['membership'] as const });
+    this.mirror = wire('mirror', mirrorDeps);
+
+    for (const ev of ['state', 'failover', 'vip:acquired', 'vip:released', 'app:started', 'app:stopped', 'app:failed', 'replica:synced'] as const) {
+      (this.mirror.on as (n: string, f: (e: unknown) => void) => unknown)(ev, (e) => (this.emit as (n: string, e: unknown) => boolean)(ev, e));
+    }
+    this.membership.on('member:up', (e) => this.emit('member:up', e));
+    this.membership.on('member:down', (e) => this.emit('member:down', { id: e.id, reason: e.reason, silentMs: e.silentMs }));
+    this.membership.on('error', (err) => {
+      this.log.error('membership:error', `membership failed: ${err.message}; stopping this node so the peer can take over`);
+      void this.stop();
+    });
+  }
+
+  #timing(): { pulseMs: number; timeoutMs: number } {
+    const i = this.#init;
+    const presets: Record<string, { pulseMs: number; timeoutMs: number }> = {
+      default: { pulseMs: 50, timeoutMs: 300 }, lan: { pulseMs: 50, timeoutMs: 300 }, fast: { pulseMs: 15, timeoutMs: 90 }, wan: { pulseMs: 700, timeoutMs: 30_000 },
+    };
+    const p = presets[i.preset ?? 'default'] ?? presets.default!;
+    return { pulseMs: i.pulseMs ?? p.pulseMs, timeoutMs: i.timeoutMs ?? p.timeoutMs };
+  }
+
+  get status(): string { return this.#guard.status; }
+
+  async start(): Promise<void> {
+    await this.#guard.start(async () => {
+      const started: Array<{ stop(): Promise<void> | void }> = [];
+      try {
+        const st = await this.#store.load();
+        this.log.info('cluster:start', `node ${this.node} starting (persisted: ${st.uptodate ? 'up to date' : 'not up to date'}, epoch ${st.epoch}, last role ${st.lastRole || 'none'})`, { persisted: st });
+        if (this.lifeline) { await this.lifeline.start(); started.push(this.lifeline); }
+        if (this.vip) { await this.vip.start(); started.push(this.vip); }
+        this.mirror.attach();
+        await this.membership.start();
+        started.push(this.membership);
+        if (this.#init.autoStart ?? true) await this.mirror.command('start');
+      } catch (err) {
+        this.mirror.detach();
+        for (const s of started.reverse()) await Promise.resolve(s.stop()).catch(() => {});
+        this.log.error('cluster:start-failed', `start failed: ${(err as Error).message}`);
+        await this.moduleLog.close();
+        throw err;
+      }
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.#guard.stop(async () => {
+      try {
+        await this.mirror.command('stop');
+        // Let the STOP announcement reach the peer before leaving.
+        await new Promise((r) => setTimeout(r, Math.min(3 * this.#timing().pulseMs, 200)));
+      } catch (err) {
+        this.log.error('cluster:stop', `stopping the module failed: ${(err as Error).message}`);
+      }
+      this.mirror.detach();
+      await Promise.resolve(this.membership.stop()).catch(() => {});
+      if (this.vip) await Promise.resolve(this.vip.stop()).catch(() => {});
+      if (this.lifeline) await Promise.resolve(this.lifeline.stop()).catch(() => {});
+      this.log.info('cluster:stop', `node ${this.node} stopped`);
+      await this.moduleLog.close();
+    });
+  }
+
+  /** Runs a command on the (only) mirror module. */
+  command(cmd: Command): Promise<void> {
+    this.#guard.assertStarted(cmd);
+    return this.mirror.command(cmd);
+  }
+
+  async getStatus(): Promise<ClusterStatus> {
+    return { node: this.node, modules: [await this.mirror.status()], members: this.membership.members(), stats: this.membership.stats() };
+  }
+
+  /** The last `n` module-log lines, formatted for humans. */
+  logs(n = 100): string[] {
+    return this.moduleLog.recent.slice(-n).map(formatEntry);
+  }
+}
+
+function validateInit(init: ClusterInit): void {
+  if (!init || typeof init !== 'object') throw new ClusterConfigError('init', 'expected an object');
+  if (typeof init.node !== 'string' || !init.node) throw new ClusterConfigError('node', 'must be a non-empty string (this node\'s name)');
+  if (typeof init.stateDir !== 'string' || !init.stateDir) throw new ClusterConfigError('stateDir', 'must be a directory path');
+  if (!Array.isArray(init.networks) || init.networks.length === 0) throw new ClusterConfigError('networks', 'at least one heartbeat network is needed');
+  if (!init.mirror || typeof init.mirror !== 'object') throw new ClusterConfigError('mirror', 'the mirror module\'s configuration is missing');
+  if (init.mirror.app && init.mirror.scripts) throw new ClusterConfigError('mirror', 'give either app callbacks or scripts, not both');
+  if (init.mirror.app && (typeof init.mirror.app.start !== 'function' || typeof init.mirror.app.stop !== 'function')) {
+    throw new ClusterConfigError('mirror.app', 'must have async start() and stop({ force }) functions');
+  }
+  for (const k of ['niceStopTimeoutMs', 'forceStopTimeoutMs', 'startTimeoutMs'] as const) {
+    const v = init.mirror[k];
+    if (v !== undefined && (!Number.isFinite(v) || v <= 0)) throw new ClusterConfigError(`mirror.${k}`, `must be a positive number of milliseconds, got ${String(v)}`);
+  }
+}
+
+/**
+ * Creates a cluster node running a mirror module and (unless `start: false`) starts it.
+ * @public
+ */
+export async function createCluster(init: ClusterInit): Promise<Cluster> {
+  const c = new Cluster(init);
+  if (init.start ?? true) await c.start();
+  return c;
+}

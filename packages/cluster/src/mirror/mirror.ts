@@ -1,0 +1,506 @@
+/**
+ * The mirror module's driver: it feeds what membership hears into {@link decide}, carries out the
+ * transitions (persist, VIP, application), announces its state in every heartbeat, and runs the
+ * operator's commands. Transitions are serialised: one at a time, in order.
+ */
+import { EventEmitter } from 'eventemitter3';
+import { HaError, type ModuleLog } from '@ha/interface';
+import type { Membership } from '@ha/membership';
+import type { Vip } from '@ha/vip';
+import type { AppRunner } from '../app.js';
+import type { StateStore } from '../state-store.js';
+import { colourOf, decide, PRIMARY_STATES, type Announce, type Colour, type MirrorState, type PeerView, type SelfView } from './decide.js';
+
+/** Plugs data synchronisation into the mirror (the replicator, in a later package). @public */
+export interface SecondarySync {
+  /** Bring this node's copy up to date from the primary `peer`; resolves when done. */
+  resync(peer: string, signal: AbortSignal): Promise<void>;
+}
+
+/** A state change. @public */
+export interface StateChange {
+  module: string;
+  node: string;
+  state: MirrorState;
+  previous: MirrorState;
+  colour: Colour;
+  ready: boolean;
+  reason: string;
+  at: string;
+}
+
+/** Events of a mirror module. @public */
+export interface MirrorEvents {
+  state: [StateChange];
+  failover: [{ module: string; node: string; from: string; reason: string; at: string }];
+  'vip:acquired': [{ module: string; address: string; ms: number }];
+  'vip:released': [{ module: string; address: string }];
+  'app:started': [{ module: string; ms: number }];
+  'app:stopped': [{ module: string; ms: number; forced: boolean }];
+  'app:failed': [{ module: string; error: Error }];
+  'replica:synced': [{ module: string; peer: string; ms: number }];
+}
+
+/** What `ha state` shows of a module. @public */
+export interface MirrorStatus {
+  module: string;
+  node: string;
+  state: MirrorState;
+  colour: Colour;
+  ready: boolean;
+  waitReason?: string | undefined;
+  since: string;
+  lastReason: string;
+  uptodate: boolean;
+  epoch: number;
+  preferred?: string | undefined;
+  failover: boolean;
+  vip?: { address: string; interface: string; held: boolean } | undefined;
+  app: { running: boolean };
+  peer: { name: string; heard: boolean; state?: MirrorState | undefined; ready?: boolean | undefined; epoch?: number | undefined };
+}
+
+/** A command was refused in the current state. @public */
+export class CommandRefusedError extends HaError {
+  constructor(command: string, why: string) { super('ERR_COMMAND_REFUSED', `${command}: ${why}`, { details: { command } }); }
+}
+
+export interface MirrorOptions {
+  name: string;
+  node: string;
+  peer: string;
+  preferred?: string | undefined;
+  failover: boolean;
+  discoveryMs: number;
+  tickMs: number;
+}
+
+export interface MirrorParts {
+  membership: Membership;
+  vip?: Vip | undefined;
+  app: AppRunner;
+  store: StateStore;
+  log: ModuleLog;
+  sync?: SecondarySync | undefined;
+  /** Called with every change of this module's announcement (the cluster merges modules). */
+  announce(a: Announce): void;
+}
+
+export type Command = 'start' | 'stop' | 'prim' | 'second' | 'swap' | 'restart';
+
+export class MirrorModule extends EventEmitter<MirrorEvents> {
+  #state: MirrorState = 'STOP';
+  #since = new Date().toISOString();
+  #lastReason = 'not started';
+  #waitReason: string | undefined;
+  #waitSince = Date.now();
+  #ready = true;
+  #yielding = false;
+  #wantSecond = false;
+  #forced = false;
+  #isolated = false;
+  #peer: Announce | undefined;
+  #peerHeard = false;
+  #queue: Promise<void> = Promise.resolve();
+  #reconciling = false;
+  #again = false;
+  #tick: NodeJS.Timeout | undefined;
+  #vipAbort: AbortController | undefined;
+  #syncAbort: AbortController | undefined;
+  #lastSwapAsk = 0;
+  #closed = false;
+
+  constructor(readonly opts: MirrorOptions, private readonly parts: MirrorParts) {
+    super();
+  }
+
+  get state(): MirrorState { return this.#state; }
+  get name(): string { return this.opts.name; }
+
+  /** Attaches to membership and restores the persisted state (does not start the module). */
+  attach(): void {
+    const m = this.parts.membership;
+    m.on('member:up', (e) => { if (e.id === this.opts.peer) { this.#peerHeard = true; this.parts.log.info('peer:up', `peer ${e.id} is heard (incarnation ${e.incarnation})`); this.kick(); } });
+    m.on('member:down', (e) => {
+      if (e.id !== this.opts.peer) return;
+      this.#peerHeard = false;
+      this.#peer = undefined;
+      this.parts.log.warn('peer:down', e.reason === 'left' ? `peer ${e.id} left the cluster (clean stop)` : `peer ${e.id} not heard for ${e.silentMs} ms (timeout): considered down`, { reason: e.reason, silentMs: e.silentMs });
+      this.kick();
+    });
+    m.on('member:payload', (e) => {
+      if (e.id !== this.opts.peer) return;
+      const a = extractAnnounce(e.payload, this.opts.name);
+      this.#peer = a;
+      this.kick();
+    });
+    m.on('local:isolated', () => { this.#isolated = true; this.parts.log.warn('local:isolated', 'all heartbeat networks of this node lost carrier: this node is isolated'); this.kick(); });
+    m.on('local:recovered', () => { this.#isolated = false; this.parts.log.info('local:recovered', 'a heartbeat network of this node has carrier again'); this.kick(); });
+    m.on('message', (e) => {
+      if (e.from !== this.opts.peer || typeof e.channel !== 'string' || e.channel !== `mirror/${this.opts.name}`) return;
+      const body = e.body as { cmd?: unknown } | undefined;
+      if (body && body.cmd === 'swap') {
+        this.parts.log.info('command', `swap requested by peer ${e.from}`);
+        this.command('swap').catch((err) => this.parts.log.warn('command', `swap requested by peer refused: ${(err as Error).message}`));
+      }
+    });
+    this.#tick = setInterval(() => { if (this.#state === 'WAIT' || this.#state === 'SECOND') this.kick(); }, this.opts.tickMs);
+    this.#tick.unref();
+    this.#publish();
+  }
+
+  detach(): void {
+    this.#closed = true;
+    if (this.#tick) clearInterval(this.#tick);
+    this.#vipAbort?.abort();
+    this.#syncAbort?.abort();
+  }
+
+  /** Current status (for `ha state`, the admin API, tests). */
+  async status(): Promise<MirrorStatus> {
+    const p = this.parts.store.current;
+    const vip = this.parts.vip;
+    return {
+      module: this.opts.name,
+      node: this.opts.node,
+      state: this.#state,
+      colour: colourOf(this.#state, this.#ready),
+      ready: this.#state === 'SECOND' ? this.#ready : this.#state !== 'STOP' && this.#state !== 'WAIT',
+      waitReason: this.#state === 'WAIT' ? this.#waitReason : undefined,
+      since: this.#since,
+      lastReason: this.#lastReason,
+      uptodate: p.uptodate,
+      epoch: p.epoch,
+      preferred: this.opts.preferred,
+      failover: this.opts.failover,
+      vip: vip ? { address: vip.address, interface: vip.interface, held: await vip.held().catch(() => false) } : undefined,
+      app: { running: this.parts.app.running },
+      peer: {
+        name: this.opts.peer,
+        heard: this.#peerHeard,
+        state: this.#peer?.s,
+        ready: this.#peer?.s === 'SECOND' ? this.#peer.r !== false : undefined,
+        epoch: this.#peer?.e,
+      },
+    };
+  }
+
+  /** Runs an operator command (start, stop, prim, second, swap, restart). */
+  command(cmd: Command): Promise<void> {
+    // A stop must not wait behind a VIP acquisition that retries while the address is in use.
+    if (cmd === 'stop') this.#vipAbort?.abort();
+    return this.#enqueue(() => this.#command(cmd));
+  }
+
+  /** Re-evaluates the situation (after any event). Coalesces bursts. */
+  kick(): void {
+    if (this.#closed) return;
+    if (this.#reconciling) { this.#again = true; return; }
+    this.#reconciling = true;
+    void this.#enqueue(async () => {
+      try {
+        do {
+          this.#again = false;
+          await this.#reconcileOnce();
+        } while (this.#again && !this.#closed);
+      } finally {
+        this.#reconciling = false;
+      }
+    }).catch((err) => this.parts.log.error('mirror:error', `unexpected error while deciding: ${(err as Error).stack ?? err}`));
+  }
+
+  #enqueue(fn: () => Promise<void>): Promise<void> {
+    const p = this.#queue.then(fn);
+    this.#queue = p.catch(() => {});
+    return p;
+  }
+
+  #selfView(): SelfView {
+    const p = this.parts.store.current;
+    return {
+      name: this.opts.node, s: this.#state, e: p.epoch, u: p.uptodate, l: p.lastRole,
+      r: this.#state === 'SECOND' ? this.#ready : undefined,
+      y: this.#yielding || undefined, w: this.#wantSecond || undefined, f: this.#forced || undefined,
+      preferred: this.opts.preferred, failover: this.opts.failover, isolated: this.#isolated,
+      waitedMs: Date.now() - this.#waitSince, discoveryMs: this.opts.discoveryMs,
+    };
+  }
+
+  #peerView(): PeerView | undefined {
+    if (!this.#peerHeard || !this.#peer) return undefined;
+    return { ...this.#peer, name: this.opts.peer };
+  }
+
+  async #reconcileOnce(): Promise<void> {
+    for (let i = 0; i < 8 && !this.#closed; i++) {
+      const me = this.#selfView();
+      const peer = this.#peerView();
+      if (this.#yielding && peer && PRIMARY_STATES.has(peer.s)) {
+        this.#yielding = false; // the peer took the role: stop yielding so it can see us as its secondary
+        this.#publish();
+      }
+      const d = decide(me, peer);
+      if (this.#state === 'WAIT' && d.waitReason && d.waitReason !== this.#waitReason) {
+        this.#waitReason = d.waitReason;
+        this.parts.log.info('wait', `waiting: ${d.waitReason}`);
+      }
+      if (!d.next || d.next === this.#state) {
+        this.#maybeFailback(me, peer);
+        return;
+      }
+      await this.#transition(d.next, d.reason, { takeover: d.takeover === true, peer, waitReason: d.waitReason });
+    }
+  }
+
+  /** The preferred primary, back as a ready secondary, asks for its role (automatic failback). */
+  #maybeFailback(me: SelfView, peer: PeerView | undefined): void {
+    if (me.s !== 'SECOND' || !this.#ready || !this.opts.preferred || this.opts.preferred !== this.opts.node) return;
+    if (!peer || peer.s !== 'PRIM' || peer.y) return;
+    const now = Date.now();
+    if (now - this.#lastSwapAsk < 1000) return;
+    this.#lastSwapAsk = now;
+    this.parts.log.info('failback', `this node is the preferred primary (defaultprim) and is a ready secondary: asking ${peer.name} to swap roles`);
+    this.parts.membership.send(this.opts.peer, `mirror/${this.opts.name}`, { cmd: 'swap' });
+  }
+
+  async #transition(next: MirrorState, reason: string, ctx: { takeover: boolean; peer: PeerView | undefined; waitReason?: string | undefined }): Promise<void> {
+    const prev = this.#state;
+    const { store, log } = this.parts;
+    const wasPrimary = PRIMARY_STATES.has(prev);
+
+    if (next === 'ALONE' && !wasPrimary) {
+      // Take over: persist first, so a crash after taking the VIP still knows it was primary.
+      const epoch = Math.max(store.current.epoch, ctx.peer?.e ?? 0, this.#peer?.e ?? 0) + 1;
+      await store.update({ uptodate: true, lastRole: 'ALONE', epoch, state: 'ALONE' });
+      this.#syncAbort?.abort();
+      this.#setState('ALONE', reason);
+      if (prev === 'SECOND' || ctx.takeover) {
+        this.emit('failover', { module: this.opts.name, node: this.opts.node, from: this.opts.peer, reason, at: new Date().toISOString() });
+      }
+      await this.#becomePrimary();
+      return;
+    }
+    if (next === 'ALONE' && prev === 'PRIM') {
+      await store.update({ uptodate: true, lastRole: 'ALONE', state: 'ALONE' });
+      this.#setState('ALONE', reason);
+      return;
+    }
+    if (next === 'PRIM') {
+      await store.update({ uptodate: false, lastRole: 'PRIM', state: 'PRIM' });
+      this.#setState('PRIM', reason);
+      return;
+    }
+    if (next === 'SECOND') {
+      if (wasPrimary) await this.#leavePrimary(reason);
+      this.#forced = false;
+      this.#wantSecond = false;
+      await store.update({ uptodate: false, lastRole: 'SECOND', state: 'SECOND' });
+      this.#ready = false;
+      this.#setState('SECOND', reason);
+      this.#startResync();
+      return;
+    }
+    if (next === 'WAIT') {
+      if (wasPrimary) {
+        await this.#leavePrimary(reason);
+        // A PRIM whose secondary may take over is no longer known up to date; an ALONE still is.
+        await store.update({ uptodate: prev === 'ALONE', state: 'WAIT' });
+      } else {
+        await store.update({ state: 'WAIT' });
+      }
+      this.#syncAbort?.abort();
+      this.#waitReason = ctx.waitReason;
+      this.#setState('WAIT', reason);
+      return;
+    }
+    throw new Error(`no transition ${prev} -> ${next}`);
+  }
+
+  async #becomePrimary(): Promise<void> {
+    const { vip, app, log } = this.parts;
+    if (vip) {
+      const ac = new AbortController();
+      this.#vipAbort = ac;
+      const t0 = Date.now();
+      try {
+        await vip.acquire({ signal: ac.signal });
+        this.emit('vip:acquired', { module: this.opts.name, address: vip.address, ms: Date.now() - t0 });
+      } catch (err) {
+        if (ac.signal.aborted) return;
+        log.error('vip:error', `virtual IP ${vip.address} could not be added: ${(err as Error).message}`);
+      } finally {
+        if (this.#vipAbort === ac) this.#vipAbort = undefined;
+      }
+    }
+    if (!PRIMARY_STATES.has(this.#state)) return;
+    const t0 = Date.now();
+    try {
+      await app.start();
+      this.emit('app:started', { module: this.opts.name, ms: Date.now() - t0 });
+    } catch (err) {
+      this.emit('app:failed', { module: this.opts.name, error: err as Error });
+      log.error('app:failed', `the application failed to start on this primary (${(err as Error).message}): stopping the module on this node so the peer can take over`);
+      await this.#leavePrimary('application failed to start');
+      await this.parts.store.update({ uptodate: false, state: 'STOP' });
+      this.#setState('STOP', 'application failed to start on this node');
+    }
+  }
+
+  /** Stops the application, then releases the VIP (in that order: stop_prim still sees its VIP). */
+  async #leavePrimary(reason: string): Promise<void> {
+    const { vip, app } = this.parts;
+    this.#vipAbort?.abort();
+    if (app.running) {
+      const r = await app.stop(reason);
+      this.emit('app:stopped', { module: this.opts.name, ms: r.ms, forced: r.forced });
+    }
+    if (vip) {
+      await vip.release().catch((err) => this.parts.log.error('vip:error', `virtual IP ${vip.address} could not be removed: ${(err as Error).message}`));
+      this.emit('vip:released', { module: this.opts.name, address: vip.address });
+    }
+  }
+
+  #startResync(): void {
+    this.#syncAbort?.abort();
+    const ac = new AbortController();
+    this.#syncAbort = ac;
+    const t0 = Date.now();
+    const sync = this.parts.sync;
+    const done = () => {
+      if (ac.signal.aborted || this.#state !== 'SECOND') return;
+      this.#ready = true;
+      const ms = Date.now() - t0;
+      this.parts.log.info('replica:synced', `secondary is up to date with ${this.opts.peer} (${ms} ms): Ready`, { ms });
+      this.emit('replica:synced', { module: this.opts.name, peer: this.opts.peer, ms });
+      this.#setState('SECOND', 'resynchronisation finished', true);
+      this.kick();
+    };
+    if (!sync) { queueMicrotask(done); return; }
+    sync.resync(this.opts.peer, ac.signal).then(done, (err) => {
+      if (ac.signal.aborted) return;
+      this.parts.log.error('replica:error', `resynchronisation from ${this.opts.peer} failed: ${(err as Error).message}; will retry`);
+      setTimeout(() => { if (this.#state === 'SECOND' && !this.#ready) this.#startResync(); }, 1000).unref();
+    });
+  }
+
+  #setState(next: MirrorState, reason: string, sameStateNote = false): void {
+    const prev = this.#state;
+    this.#state = next;
+    if (!sameStateNote) this.#since = new Date().toISOString();
+    this.#lastReason = reason;
+    if (next === 'WAIT' && prev !== 'WAIT') this.#waitSince = Date.now();
+    const change: StateChange = {
+      module: this.opts.name, node: this.opts.node, state: next, previous: prev,
+      colour: colourOf(next, this.#ready), ready: next === 'SECOND' ? this.#ready : next !== 'STOP' && next !== 'WAIT',
+      reason, at: new Date().toISOString(),
+    };
+    this.parts.log.info('state', `${prev} -> ${next}${next === 'SECOND' ? (this.#ready ? ' (Ready)' : ' (Transient: resynchronising)') : ''}: ${reason}`, { from: prev, to: next, epoch: this.parts.store.current.epoch, uptodate: this.parts.store.current.uptodate });
+    this.#publish();
+    this.emit('state', change);
+  }
+
+  #publish(): void {
+    const me = this.#selfView();
+    const a: Announce = { s: me.s, e: me.e, u: me.u, l: me.l };
+    if (me.s === 'SECOND') a.r = this.#ready;
+    if (this.#yielding) a.y = true;
+    if (this.#wantSecond) a.w = true;
+    if (this.#forced) a.f = true;
+    this.parts.announce(a);
+  }
+
+  async #command(cmd: Command): Promise<void> {
+    const { log, store } = this.parts;
+    const s = this.#state;
+    log.info('command', `command ${cmd} (state ${s})`);
+    switch (cmd) {
+      case 'start':
+        if (s !== 'STOP') throw new CommandRefusedError('start', `module is already ${s}`);
+        this.#wantSecond = false; this.#forced = false;
+        this.#setState('WAIT', 'start command');
+        break;
+      case 'second':
+        if (s !== 'STOP' && s !== 'WAIT') throw new CommandRefusedError('second', `module is ${s}; stop it first`);
+        this.#wantSecond = true; this.#forced = false;
+        await store.update({ uptodate: false });
+        if (s === 'STOP') this.#setState('WAIT', 'second command: start as secondary only');
+        else this.#publish();
+        break;
+      case 'prim': {
+        if (s !== 'STOP' && s !== 'WAIT') throw new CommandRefusedError('prim', `module is ${s}; stop it first`);
+        const peer = this.#peerView();
+        if (peer && PRIMARY_STATES.has(peer.s)) throw new CommandRefusedError('prim', `peer ${peer.name} is ${peer.s}: two primaries would diverge; stop it first`);
+        this.#forced = true; this.#wantSecond = false;
+        await store.update({ uptodate: true });
+        log.warn('prim', 'forced primary: this node\'s data becomes the reference; the peer will resynchronise from it');
+        if (s === 'STOP') this.#setState('WAIT', 'prim command');
+        break;
+      }
+      case 'stop': {
+        if (s === 'STOP') return;
+        if (PRIMARY_STATES.has(s)) {
+          const peer = this.#peerView();
+          const peerCanTakeOver = peer?.s === 'SECOND' && peer.r !== false;
+          await this.#leavePrimary('stop command');
+          await store.update({ uptodate: s === 'ALONE' || !peerCanTakeOver, state: 'STOP' });
+        } else {
+          this.#syncAbort?.abort();
+          await store.update({ state: 'STOP' });
+        }
+        this.#wantSecond = false; this.#forced = false; this.#yielding = false;
+        this.#setState('STOP', 'stop command');
+        break;
+      }
+      case 'swap': {
+        const peer = this.#peerView();
+        if (s === 'SECOND') {
+          if (!peer || !PRIMARY_STATES.has(peer.s)) throw new CommandRefusedError('swap', 'no primary to swap with');
+          if (!this.#ready) throw new CommandRefusedError('swap', 'this secondary is still resynchronising');
+          this.parts.membership.send(this.opts.peer, `mirror/${this.opts.name}`, { cmd: 'swap' });
+          log.info('swap', `asked primary ${peer.name} to swap roles`);
+          return;
+        }
+        if (s !== 'PRIM') throw new CommandRefusedError('swap', `needs PRIM and a ready SECOND; this node is ${s}`);
+        if (!peer || peer.s !== 'SECOND' || peer.r === false) throw new CommandRefusedError('swap', `peer is not a ready secondary (${peer ? peer.s : 'not heard'})`);
+        this.#yielding = true;
+        this.#publish();
+        log.info('swap', `swap: stopping the application here before ${peer.name} starts it`);
+        await this.#leavePrimary('swap');
+        await store.update({ uptodate: false, lastRole: 'SECOND', state: 'SECOND' });
+        this.#ready = false;
+        this.#setState('SECOND', `swap: handing the primary role to ${peer.name}`);
+        this.#startResync();
+        // #yielding stays set until the peer announces a primary state (see #reconcileOnce).
+        break;
+      }
+      case 'restart': {
+        if (!PRIMARY_STATES.has(s)) throw new CommandRefusedError('restart', `restarts the application on the primary; this node is ${s}`);
+        await this.parts.app.stop('restart command');
+        try { await this.parts.app.start(); } catch (err) {
+          this.emit('app:failed', { module: this.opts.name, error: err as Error });
+          throw err;
+        }
+        break;
+      }
+    }
+    this.kick();
+  }
+}
+
+/** Reads this module's announcement out of a peer's heartbeat payload; undefined if absent or malformed. */
+export function extractAnnounce(payload: unknown, module: string): Announce | undefined {
+  if (typeof payload !== 'object' || payload === null) return undefined;
+  const m = (payload as { m?: unknown }).m;
+  if (typeof m !== 'object' || m === null) return undefined;
+  const a = (m as Record<string, unknown>)[module];
+  if (typeof a !== 'object' || a === null) return { s: 'STOP', e: 0, u: false, l: '' };
+  const x = a as Record<string, unknown>;
+  const states: MirrorState[] = ['STOP', 'WAIT', 'ALONE', 'PRIM', 'SECOND'];
+  if (!states.includes(x.s as MirrorState) || typeof x.e !== 'number' || typeof x.u !== 'boolean' || typeof x.l !== 'string') return undefined;
+  const out: Announce = { s: x.s as MirrorState, e: x.e, u: x.u, l: x.l };
+  if (typeof x.r === 'boolean') out.r = x.r;
+  if (x.y === true) out.y = true;
+  if (x.w === true) out.w = true;
+  if (x.f === true) out.f = true;
+  return out;
+}
