@@ -96,6 +96,7 @@ test('typographic quotes pasted from a web page: ConfigError naming line 7 and t
   t.is(err?.details.line, 7);
   t.is(err?.details.column, 21);
   t.is(err?.details.attribute, 'name');
+  t.is(err?.details.path, 'safe/service/heart/heartbeat');
   t.regex(err?.message ?? '', /mirror\.pasted-typographic-quotes\.userconfig\.xml:7:21: /);
   t.regex(err?.message ?? '', /attribute value of 'name' on <heartbeat> uses a typographic quote \(U\+201D ”\); use straight quotes " or '/);
 });

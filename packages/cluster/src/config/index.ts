@@ -18,7 +18,7 @@
  * console.log(config.mode, config.heart?.timeoutMs) // mirror 30000
  * ```
  *
- * @packageDocumentation
+ * Re-exported by `@ha/cluster`.
  */
 export { ConfigError, ConfigReadError, formatConfigWarning } from './errors.js';
 export type { ConfigErrorDetails, ConfigErrorReason, ConfigLocation, ConfigWarning } from './errors.js';

@@ -60,8 +60,9 @@ function hex(ch: string): string {
  * straight-quoted value): the usual result of pasting a configuration from a web page. Done before
  * the generic validator, whose message for this ("attribute without value") does not help.
  */
-function findTypographicQuote(src: string): { offset: number; ch: string; attr?: string; tag: string } | undefined {
+function findTypographicQuote(src: string): { offset: number; ch: string; attr?: string; tag: string; path: string } | undefined {
   let i = 0;
+  const open: string[] = []; // names of the enclosing elements, for the path in the message
   const n = src.length;
   while (i < n) {
     const lt = src.indexOf('<', i);
@@ -114,7 +115,8 @@ function findTypographicQuote(src: string): { offset: number; ch: string; attr?:
       }
       if (c === '>') break;
       if (TYPOGRAPHIC_QUOTES.has(c)) {
-        return { offset: j, ch: c, tag, ...(lastName !== undefined ? { attr: lastName } : {}) };
+        const path = [...open, tag].join('/');
+        return { offset: j, ch: c, tag, path, ...(lastName !== undefined ? { attr: lastName } : {}) };
       }
       if (c === '=') {
         afterEquals = true;
@@ -129,6 +131,8 @@ function findTypographicQuote(src: string): { offset: number; ch: string; attr?:
         }
       }
     }
+    if (src[lt + 1] === '/') open.pop();
+    else if (src[j - 1] !== '/') open.push(tag);
     i = j + 1;
   }
   return undefined;
@@ -158,7 +162,7 @@ export class Doc {
     const tq = findTypographicQuote(this.#src);
     if (tq) {
       const what = tq.attr !== undefined ? `attribute value of '${tq.attr}' on <${tq.tag}>` : `start tag <${tq.tag}>`;
-      this.#throwAt(tq.offset, '', 'typographic-quote',
+      this.#throwAt(tq.offset, tq.path, 'typographic-quote',
         `${what} uses a typographic quote (${hex(tq.ch)} ${tq.ch}); use straight quotes " or '`,
         { ...(tq.attr !== undefined ? { attribute: tq.attr } : {}), value: tq.ch });
     }
