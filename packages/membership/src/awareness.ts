@@ -33,11 +33,14 @@ export class StallMeter {
   add(ms: number): void { if (ms > 0) this.#total += ms; }
 }
 
-/** The interface that owns the IPv4 `address`, or undefined. */
+/** The interface that owns the IPv4 `address` (127.0.0.0/8 is the loopback's), or undefined. */
 export function interfaceOf(address: string): string | undefined {
   const all = networkInterfaces();
   for (const [name, addrs] of Object.entries(all)) {
     if (addrs?.some((a) => a.family === 'IPv4' && a.address === address)) return name;
+  }
+  if (address.startsWith('127.')) {
+    for (const [name, addrs] of Object.entries(all)) if (addrs?.some((a) => a.internal && a.family === 'IPv4')) return name;
   }
   return undefined;
 }
@@ -62,15 +65,17 @@ export class CarrierWatch {
     /** Test hook: override the carrier check. */
     readonly probe: (iface: string) => boolean = hasCarrier) {}
 
-  /** Carrier of each network now (true = has carrier). A missing address counts as no carrier. */
+  /**
+   * Carrier of each network now (true = has carrier). When the interface owning an address
+   * cannot be found we cannot judge, and count it as having carrier: isolation is only
+   * declared on positive evidence.
+   */
   check(now: number): boolean[] {
-    if (now - this.#refreshedAt >= this.refreshMs || this.#ifaces.some((i) => i === undefined)) {
-      if (now - this.#refreshedAt >= Math.min(this.refreshMs, 100)) {
-        this.#ifaces = this.addresses.map(interfaceOf);
-        this.#refreshedAt = now;
-      }
+    if (now - this.#refreshedAt >= this.refreshMs) {
+      this.#ifaces = this.addresses.map(interfaceOf);
+      this.#refreshedAt = now;
     }
-    return this.#ifaces.map((i) => i !== undefined && this.probe(i));
+    return this.#ifaces.map((i) => i === undefined || this.probe(i));
   }
 
   /** The interface names found for each network. */

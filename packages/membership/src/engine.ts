@@ -248,7 +248,8 @@ export class Engine {
 
   #apply(events: DetectorEvent[]): void {
     if (events.length === 0) return;
-    this.#dirty = true;
+    // The snapshot goes first, so that members() is already up to date in the event listeners.
+    this.#pushSnapshot(performance.now());
     for (const e of events) {
       const { type, ...data } = e;
       if (type === 'member:up' || type === 'member:down' || type === 'member:restarted') {
@@ -281,7 +282,7 @@ export class Engine {
     this.#lastCheck = now;
     if (isolated !== this.#isolated) {
       this.#isolated = isolated;
-      this.#dirty = true;
+      this.#pushSnapshot(now);
       const networks = this.cfg.networks.filter((_, i) => (isolated ? !carriers[i] : carriers[i])).map((n) => n.name);
       if (isolated) {
         this.#sink.log('warn', 'local:isolated', `no local network has carrier (${networks.join(', ')}): peers are not declared down while isolated`, { networks });
