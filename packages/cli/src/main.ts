@@ -1,0 +1,180 @@
+import { readFile } from 'node:fs/promises';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { HaError, isHaError, type LogEntry } from '@ha/interface';
+import {
+  controlRequest, createCluster, formatEntry, fromUserConfig, loadClusterDescription, loadUserConfig, serveControl,
+  type ClusterStatus, type MirrorStatus,
+} from '@ha/cluster';
+
+/** Bad command-line arguments. @public */
+export class UsageError extends HaError {
+  constructor(message: string) { super('ERR_USAGE', message); }
+}
+
+const USAGE = `usage: ha <command> [options]
+
+commands:
+  run       run a module as a daemon (foreground) from a cluster description and a userconfig.xml
+  check     load and check cluster.xml + userconfig.xml, print warnings
+  state     show this node's module state
+  start | stop | prim | second | swap | restart
+            control the local daemon's module
+  logs      show the module log (-n lines)
+
+options for run and check:
+  --cluster FILE     cluster description (cluster.xml: nodes and their addresses)      [required]
+  --config FILE      module configuration (userconfig.xml)                              [required]
+  --node NAME        this node's name in cluster.xml                                    [required for run]
+  --key-file FILE    shared cluster key (or the HA_CLUSTER_KEY environment variable)    [required for run]
+  --state-dir DIR    persisted state and logs (default /var/lib/ha)
+  --log-dir DIR      module and application logs (default: the state dir)
+  --scripts DIR      start_prim / stop_prim directory (default: bin/ beside userconfig.xml)
+  --module NAME      module name (default mirror)
+  --preset NAME      failure-detection preset: default | fast | lan | wan (overrides <heart pulse timeout>)
+  --no-autostart     stay STOP until \`ha start\`
+options for control commands:
+  --module NAME | -m NAME   module (default mirror)
+  --socket PATH      control socket (default /run/ha/<module>.sock)
+  --json             print JSON
+  -n N               number of log lines (logs)
+`;
+
+const OPTIONS: ParseArgsConfig['options'] = {
+  cluster: { type: 'string' }, config: { type: 'string' }, node: { type: 'string' }, 'key-file': { type: 'string' },
+  'state-dir': { type: 'string' }, 'log-dir': { type: 'string' }, scripts: { type: 'string' }, module: { type: 'string', short: 'm' },
+  preset: { type: 'string' }, 'no-autostart': { type: 'boolean' }, socket: { type: 'string' }, json: { type: 'boolean' },
+  n: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+};
+
+type Values = Record<string, string | boolean | undefined>;
+
+/** Runs the `ha` command with `argv` (without node and script); returns the exit code. @public */
+export async function main(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s + '\n'), err: (s: string) => void = (s) => process.stderr.write(s + '\n')): Promise<number> {
+  let values: Values;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true }) as { values: Values; positionals: string[] });
+  } catch (e) {
+    err(`ha: ${(e as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const cmd = positionals[0];
+  if (values.help || !cmd) { (cmd || values.help ? out : err)(USAGE); return values.help ? 0 : 2; }
+  if (positionals.length > 1) { err(`ha: unexpected argument '${positionals[1]}'\n\n${USAGE}`); return 2; }
+  const module = (values.module as string | undefined) ?? 'mirror';
+  const socket = (values.socket as string | undefined) ?? `/run/ha/${module}.sock`;
+  try {
+    switch (cmd) {
+      case 'run': return await run(values, module, socket, out, err);
+      case 'check': return await check(values, out);
+      case 'state': {
+        const st = await controlRequest(socket, { cmd: 'state' }) as ClusterStatus;
+        out(values.json ? JSON.stringify(st) : formatStatus(st));
+        return 0;
+      }
+      case 'logs': {
+        const n = values.n === undefined ? 100 : Number(values.n);
+        if (!Number.isInteger(n) || n <= 0) throw new UsageError(`-n must be a positive whole number, got '${values.n}'`);
+        const lines = await controlRequest(socket, { cmd: 'logs', lines: n }) as string[];
+        out(lines.join('\n'));
+        return 0;
+      }
+      case 'start': case 'stop': case 'prim': case 'second': case 'swap': case 'restart': {
+        const st = await controlRequest(socket, { cmd }) as ClusterStatus;
+        out(values.json ? JSON.stringify(st) : `${cmd}: done\n${formatStatus(st)}`);
+        return 0;
+      }
+      default:
+        throw new UsageError(`unknown command '${cmd}'`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError) { err(`ha: ${e.message}\n\n${USAGE}`); return 2; }
+    err(`ha ${cmd}: ${isHaError(e) ? `${e.message} [${e.code}]` : (e as Error).stack ?? e}`);
+    return 1;
+  }
+}
+
+function need(values: Values, name: string): string {
+  const v = values[name];
+  if (typeof v !== 'string' || !v) throw new UsageError(`--${name} is required`);
+  return v;
+}
+
+async function loadConfigs(values: Values) {
+  const clusterFile = need(values, 'cluster');
+  const configFile = need(values, 'config');
+  const cluster = await loadClusterDescription(clusterFile);
+  const config = await loadUserConfig(configFile);
+  return { cluster, config };
+}
+
+async function check(values: Values, out: (s: string) => void): Promise<number> {
+  const { cluster, config } = await loadConfigs(values);
+  const nodes = [...new Set(cluster.lans.flatMap((l) => l.nodes.map((n) => n.name)))];
+  const node = (values.node as string | undefined) ?? nodes[0]!;
+  const { notes } = fromUserConfig(config, cluster, { node, key: 'x'.repeat(32), stateDir: '/nonexistent' });
+  out(`ok: ${config.source}: ${config.mode} module on ${nodes.join(', ')}`);
+  for (const n of [...cluster.warnings.map((w) => `${w.file}:${w.line}:${w.column}: ${w.message} (at ${w.path})`), ...notes]) out(`warning: ${n}`);
+  return 0;
+}
+
+async function readKey(values: Values): Promise<string> {
+  const f = values['key-file'];
+  if (typeof f === 'string') {
+    const k = (await readFile(f, 'utf8').catch((e: Error) => { throw new UsageError(`--key-file ${f}: ${e.message}`); })).trim();
+    if (Buffer.byteLength(k) < 16) throw new UsageError(`--key-file ${f}: the cluster key must be at least 16 bytes`);
+    return k;
+  }
+  const env = process.env.HA_CLUSTER_KEY;
+  if (env) return env;
+  throw new UsageError('a shared cluster key is required: --key-file FILE or the HA_CLUSTER_KEY environment variable');
+}
+
+async function run(values: Values, module: string, socket: string, out: (s: string) => void, err: (s: string) => void): Promise<number> {
+  const node = need(values, 'node');
+  const key = await readKey(values);
+  const { cluster: desc, config } = await loadConfigs(values);
+  const preset = values.preset as string | undefined;
+  if (preset !== undefined && !['default', 'fast', 'lan', 'wan'].includes(preset)) throw new UsageError(`--preset must be default, fast, lan or wan; got '${preset}'`);
+  const { init, notes } = fromUserConfig(config, desc, {
+    node, key, module,
+    stateDir: (values['state-dir'] as string | undefined) ?? '/var/lib/ha',
+    ...(values['log-dir'] ? { logDir: values['log-dir'] as string } : {}),
+    ...(values.scripts ? { scriptsDir: values.scripts as string } : {}),
+    ...(preset ? { preset: preset as 'default' } : {}),
+  });
+  const print = (e: LogEntry) => out(values.json ? JSON.stringify(e) : formatEntry(e));
+  const cluster = await createCluster({ ...init, onLog: print, autoStart: !values['no-autostart'], start: false });
+  for (const n of notes) cluster.log.warn('config', n);
+  await cluster.start();
+  const control = await serveControl(cluster, socket);
+  let stopping = false;
+  const shutdown = async (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    cluster.log.info('daemon', `${sig} received: stopping (a primary hands over to its secondary)`);
+    await control.close().catch(() => {});
+    await cluster.stop();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  err(`ha: node ${node} running module ${module}; control socket ${socket}`);
+  await new Promise<never>(() => {});
+  return 0;
+}
+
+/** Human-readable status. */
+export function formatStatus(st: ClusterStatus): string {
+  return st.modules.map((m: MirrorStatus) => {
+    const lines = [
+      `module ${m.module} on ${m.node}: ${m.state}${m.state === 'SECOND' ? (m.ready ? ' (Ready)' : ' (Transient: resynchronising)') : ''} [${m.colour}] since ${m.since}`,
+      `  ${m.waitReason ? `waiting: ${m.waitReason}` : `last decision: ${m.lastReason}`}`,
+      `  data: ${m.uptodate ? 'up to date' : 'not known up to date'}, epoch ${m.epoch}${m.preferred ? `, preferred primary ${m.preferred}` : ''}${m.failover ? '' : ', failover off'}`,
+      `  peer ${m.peer.name}: ${m.peer.heard ? `${m.peer.state ?? '?'}${m.peer.state === 'SECOND' ? (m.peer.ready ? ' (Ready)' : ' (Transient)') : ''}` : 'not heard'}`,
+    ];
+    if (m.vip) lines.push(`  vip ${m.vip.address} on ${m.vip.interface}: ${m.vip.held ? 'held by this node' : 'not held'}`);
+    lines.push(`  application: ${m.app.running ? 'running' : 'stopped'}`);
+    return lines.join('\n');
+  }).join('\n');
+}
