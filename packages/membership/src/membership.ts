@@ -173,6 +173,11 @@ export class Membership extends EventEmitter<MembershipEvents> implements Starta
     this.#post({ kind: 'mute', network, muted });
   }
 
+  /** @internal Test hook: kills the heartbeat worker as a crash would. */
+  async crashWorkerForTesting(): Promise<void> {
+    await this.#worker?.terminate();
+  }
+
   #post(m: WorkerRequest): void {
     try { this.#worker?.postMessage(m); } catch (err) {
       this.#log.warn('worker:post', `could not pass ${m.kind} to the heartbeat worker: ${(err as Error).message}`);
@@ -231,6 +236,7 @@ export class Membership extends EventEmitter<MembershipEvents> implements Starta
       });
       worker.on('exit', (code) => {
         if (!settled) return fail(new MembershipWorkerError(`membership: the heartbeat worker exited (code ${code}) before starting`));
+        if (this.#worker === worker) this.#worker = undefined;
         if (!this.#stopping) this.#workerFailed(`the heartbeat worker exited unexpectedly (code ${code})`);
       });
     });

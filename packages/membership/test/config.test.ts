@@ -60,3 +60,18 @@ for (const useWorker of [true, false]) {
     t.is(m.status, 'stopped');
   });
 }
+
+test('the worker dying unexpectedly emits error (ERR_MEMBERSHIP_WORKER); stop still works', async (t) => {
+  const m = membership({ ...ok, networks: [{ port: 47193, addresses: { a: '127.0.0.1', b: '127.0.0.2' } }] })();
+  const errors: Error[] = [];
+  m.on('error', (e) => errors.push(e));
+  await m.start();
+  await m.crashWorkerForTesting();
+  const end = Date.now() + 3000;
+  while (errors.length === 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+  t.is(errors.length, 1);
+  t.true(isHaError(errors[0], 'ERR_MEMBERSHIP_WORKER'));
+  t.regex(errors[0]!.message, /exited unexpectedly/);
+  await m.stop();
+  t.is(m.status, 'stopped');
+});
