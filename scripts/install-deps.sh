@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs what the SDK, its tests, the demo and the benchmarks need on a Debian machine (as root):
+# system packages, then the npm dependencies.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+if [ "$(id -u)" -ne 0 ]; then echo "install-deps: run as root (apt-get, network namespaces)" >&2; exit 1; fi
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends \
+  iproute2 iputils-ping iputils-arping nftables fuse3 libfuse3-dev stress-ng procps ca-certificates >/dev/null
+npm ci --no-audit --no-fund
