@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { EventEmitter } from 'eventemitter3';
 import { HaError, StatusGuard, type LogEntry, type ModuleLog } from '@ha/interface';
-import { membership as membershipFactory, type Membership, type MembershipInit, type NetworkInit } from '@ha/membership';
+import { membership as membershipFactory, resolveTiming, type Membership, type MembershipInit, type NetworkInit } from '@ha/membership';
 import { lifeline as lifelineFactory, vip as vipFactory, type Lifeline, type Vip, type VipInit } from '@ha/vip';
 import { AppRunner, type AppCallbacks, type AppScripts } from './app.js';
 import { formatEntry, PersistentLog } from './module-log.js';
@@ -195,11 +195,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
 
   #timing(): { pulseMs: number; timeoutMs: number } {
     const i = this.#init;
-    const presets: Record<string, { pulseMs: number; timeoutMs: number }> = {
-      default: { pulseMs: 50, timeoutMs: 300 }, lan: { pulseMs: 50, timeoutMs: 300 }, fast: { pulseMs: 15, timeoutMs: 90 }, wan: { pulseMs: 700, timeoutMs: 30_000 },
-    };
-    const p = presets[i.preset ?? 'default'] ?? presets.default!;
-    return { pulseMs: i.pulseMs ?? p.pulseMs, timeoutMs: i.timeoutMs ?? p.timeoutMs };
+    return resolveTiming({ preset: i.preset, pulseMs: i.pulseMs, timeoutMs: i.timeoutMs });
   }
 
   get status(): string { return this.#guard.status; }
