@@ -36,6 +36,7 @@ const cluster = await createCluster({
   preset: (values.preset ?? 'default') as 'default',
   stateDir: values['state-dir'] ?? `/tmp/ha-${node}`,
   autoStart: !values.prim,
+  start: false, // attach the listeners below first, then start
   onLog: (e) => { if (e.level !== 'debug') print({ ev: 'log', component: e.component, event: e.event, msg: e.msg }); },
   mirror: {
     name: 'web',
@@ -67,6 +68,7 @@ const cluster = await createCluster({
 cluster.on('state', (e) => print({ ev: 'state', state: e.state, previous: e.previous, ready: e.ready, reason: e.reason }));
 cluster.on('vip:acquired', (e) => print({ ev: 'vip:acquired', ms: e.ms }));
 cluster.on('failover', (e) => print({ ev: 'failover', reason: e.reason }));
+await cluster.start();
 if (values.prim) await cluster.command('prim');
 const control = values.socket ? await serveControl(cluster, values.socket) : undefined;
 
