@@ -134,7 +134,17 @@ class VipImpl extends EventEmitter<VipEvents> implements Vip {
   get #spec() { return { address: this.address, prefix: this.#prefix, interface: this.#iface }; }
 
   async validate(): Promise<void> {
-    const r = resolveVipConfig(await listInterfaces(), this.#init);
+    const interfaces = await listInterfaces();
+    // The address already on an interface without our label: a fixed address of this node.
+    for (const i of interfaces) {
+      const a = i.addresses.find((x) => x.address === this.address);
+      const ours = this.#init.label ?? defaultLabel(i.name);
+      if (a !== undefined && a.label !== ours) {
+        throw new LocalAddressError(`VIP ${this.address}: already configured on ${i.name} (label "${a.label ?? i.name}", not "${ours}"): ` +
+          'it is a fixed address of this node or managed by something else; refusing to manage it', { details: { address: this.address, interface: i.name, label: a.label } });
+      }
+    }
+    const r = resolveVipConfig(interfaces, this.#init);
     this.#iface = r.interface;
     this.#prefix = r.prefix;
     this.#label = this.#init.label ?? defaultLabel(r.interface);
