@@ -3,7 +3,8 @@ import { defineConfig } from 'tsup';
 export default defineConfig({
   entry: ['src/index.ts', 'src/lifeline-process.ts'],
   format: ['esm', 'cjs'],
-  dts: true,
+  // tsup's dts build passes baseUrl, deprecated in TypeScript 6.
+  dts: { compilerOptions: { ignoreDeprecations: '6.0' } },
   sourcemap: true,
   clean: true,
   shims: true,

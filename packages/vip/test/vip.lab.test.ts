@@ -156,6 +156,9 @@ test('[lab] lifeline: SIGKILL of the holder removes the VIP and kills the applic
   t.true(started.lifelinePid > 0);
   await a.do('acquire');
   const { pid: appPid } = await a.do('spawnApp') as { pid: number };
+  const marker = `${logFile}.ondeath`;
+  // The "stop script": records whether the VIP was already gone when it ran.
+  await a.do('onDeath', { cmd: '/bin/sh', args: ['-c', `ip -4 -o addr show dev eth0 | grep -c ' ${V}/' >> ${marker}; echo force >> ${marker}`] });
   t.true(await hasAddr(n0, V));
   t.true(alive(appPid));
   await new Promise((r) => setTimeout(r, 100)); // let the lifeline read its state (it is a pipe: it would read it anyway)
@@ -172,7 +175,12 @@ test('[lab] lifeline: SIGKILL of the holder removes the VIP and kills the applic
   t.log(entries.map((e) => `${e.event}: ${e.msg}`).join('\n'));
   t.true(entries.some((e) => e.event === 'lifeline:vip-removed'));
   t.true(entries.some((e) => e.event === 'lifeline:kill' && e.msg.includes(`group ${appPid}: killed`)));
+  t.true(entries.some((e) => e.event === 'lifeline:command' && /exit 0/.test(e.msg)));
+  t.deepEqual(entries.map((e) => e.event).filter((e) => e !== 'lifeline:ready'),
+    ['lifeline:parent-died', 'lifeline:vip-removed', 'lifeline:command', 'lifeline:kill', 'lifeline:done'], 'VIP first, then the command, then the kill');
+  t.is(readFileSync(marker, 'utf8'), '0\nforce\n', 'the onDeath command ran after the VIP was removed');
   rmSync(logFile, { force: true });
+  rmSync(marker, { force: true });
 
   // Clean stop: the lifeline exits and leaves the (separately started) application alone.
   const b = new Agent(n0, { vip: { address: V }, lifeline: { logFile } });
