@@ -37,7 +37,11 @@ const cluster = await createCluster({
   stateDir: values['state-dir'] ?? `/tmp/ha-${node}`,
   autoStart: !values.prim,
   start: false, // attach the listeners below first, then start
-  onLog: (e) => { if (e.level !== 'debug') print({ ev: 'log', component: e.component, event: e.event, msg: e.msg }); },
+  onLog: (e) => {
+    if (e.level === 'debug') return;
+    const { ts: _ts, level: _level, ...rest } = e;
+    print({ ev: 'log', ...rest });
+  },
   mirror: {
     name: 'web',
     ...(values.vip ? { vip: values.vip } : {}),

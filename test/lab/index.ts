@@ -11,7 +11,6 @@
  * when the test process exits; a lab left behind by a process that died is swept at the next
  * `createLab()` (namespace names carry the creating PID).
  */
-import anyTest, { type TestFn } from 'ava';
 import { execFile, execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -31,21 +30,6 @@ export function labSkipReason(): string | undefined {
   if (!['/usr/sbin/ip', '/sbin/ip', '/usr/bin/ip', '/bin/ip'].some((p) => existsSync(p))) return 'lab tests need iproute2 (`ip`)';
   return undefined;
 }
-
-/**
- * `test` for lab tests. When the lab cannot run here, lab tests are registered as skipped and one
- * visible test says why; under CI (CI or HA_REQUIRE_LAB set) that test FAILS, so skipped lab tests can
- * never pass a CI run.
- */
-export const labTest: TestFn = (() => {
-  const reason = labSkipReason();
-  if (!reason) return anyTest;
-  anyTest(`[lab] skipped: ${reason}`, (t) => {
-    if (process.env.CI || process.env.HA_REQUIRE_LAB) t.fail(`lab tests were skipped under CI: ${reason}`);
-    else { t.log(reason); t.pass(); }
-  });
-  return anyTest.skip as unknown as TestFn;
-})();
 
 function run(cmd: string, args: string[], opts: { allowFail?: boolean; timeoutMs?: number } = {}): Promise<ExecResult> {
   return new Promise((resolveP, reject) => {

@@ -160,7 +160,11 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       ...(init.timeoutMs ? { timeoutMs: init.timeoutMs } : {}),
     }));
     if (mi.vip !== undefined) {
-      const vinit: VipInit = typeof mi.vip === 'string' ? { address: mi.vip } : mi.vip;
+      const t = this.#timing();
+      // The duplicate-address probe is on the failover path: keep its window a small part of the
+      // detection timeout (a LAN answers ARP in well under 1 ms).
+      const probeTimeoutMs = Math.max(5, Math.min(20, Math.floor(t.timeoutMs / 6)));
+      const vinit: VipInit = typeof mi.vip === 'string' ? { address: mi.vip, probeTimeoutMs } : { probeTimeoutMs, ...mi.vip };
       this.vip = wire('vip', init.components?.vip ?? vipFactory(vinit));
     }
     const mirrorDeps: ComponentFactory<MirrorModule> = Object.assign((c: ClusterComponents) => {

@@ -11,6 +11,9 @@
  *   which it does right before sending; `stdbuf -oL` makes it flush that line at once (when
  *   stdbuf is missing the window starts at spawn and includes arping's own start-up).
  * - An answered probe makes arping print "Unicast reply from A [MAC]" and exit at once.
+ * - When the native addon (@ha/native, a raw AF_PACKET socket) is built, it is used instead of
+ *   arping: no process start-up, a window of a few ms, two probes per window; arping remains the
+ *   fallback.
  * - Gratuitous ARP: with kernel 6.x a client whose cache entry for the VIP was refreshed only
  *   50 ms earlier (well inside `locktime`, 1 s) took the new MAC from a single gratuitous ARP,
  *   request (`-U`) or reply (`-A`) alike: since Linux 4.13 ("arp: honour gratuitous ARP
@@ -20,6 +23,7 @@
  *   RFC 5227 "ARP announcement", what keepalived sends too).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { arpAnnounce, arpProbe as nativeProbe, nativeAvailable } from '@ha/native';
 import { CommandError } from './errors.js';
 import { which } from './exec.js';
 
@@ -32,6 +36,9 @@ export interface ProbeResult {
   /** How long the probe took, spawn to exit, in ms. */
   ms: number;
 }
+
+/** Default probe window: short with the native addon (no process start-up), longer with arping. @public */
+export function defaultProbeWindowMs(): number { return nativeAvailable() ? 20 : 50; }
 
 const REPLY = /reply from\s+(\d+\.\d+\.\d+\.\d+)\s+\[([0-9A-Fa-f:]{11,17})\]/;
 
@@ -62,6 +69,11 @@ function spawnArping(args: string[]): { child: ChildProcess; flushed: boolean } 
  * @public
  */
 export function probe(iface: string, address: string, windowMs = 50): Promise<ProbeResult> {
+  if (nativeAvailable()) {
+    return nativeProbe(iface, address, { windowMs: Math.max(1, Math.round(windowMs)), probes: 2 }).then(
+      (r) => (r.inUse ? { inUse: true, by: r.mac ?? 'unknown', ms: r.ms } : { inUse: false, ms: r.ms }),
+      (e: Error) => { throw new CommandError(`ARP probe for ${address} on ${iface} failed: ${e.message}`, { cause: e, details: { iface, address } }); });
+  }
   return probeOnce(iface, address, windowMs).then(async (r) => {
     // arping was signalled before it sent its probe (a very slow start): ask again, once,
     // timing the window from spawn.
@@ -122,6 +134,11 @@ function probeOnce(iface: string, address: string, windowMs: number): Promise<Pr
  * @public
  */
 export function gratuitousArp(iface: string, address: string, mode: 'request' | 'reply' = 'request'): Promise<void> {
+  if (nativeAvailable() && mode === 'request') {
+    try { arpAnnounce(iface, address, 1); return Promise.resolve(); } catch (e) {
+      return Promise.reject(new CommandError(`gratuitous ARP for ${address} on ${iface} failed: ${(e as Error).message}`, { cause: e, details: { iface, address } }));
+    }
+  }
   const args = [mode === 'request' ? '-U' : '-A', '-c', '1', '-I', iface, address];
   return new Promise((resolve, reject) => {
     const { child, flushed } = spawnArping(args);

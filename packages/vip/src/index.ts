@@ -37,7 +37,7 @@ export {
 export type { InterfaceInfo, InterfaceAddress, ResolvedVipConfig } from './address.js';
 export { listInterfaces, listAddresses, hasAddress, addAddress, deleteAddress } from './iproute.js';
 export type { AddressSpec } from './iproute.js';
-export { probe, gratuitousArp } from './arp.js';
+export { probe, gratuitousArp, defaultProbeWindowMs } from './arp.js';
 export type { ProbeResult } from './arp.js';
 export { garpDelays, DEFAULT_GARP_DELAYS, defaultLabel } from './schedule.js';
 export {

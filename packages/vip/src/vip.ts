@@ -1,8 +1,9 @@
 /** The VIP component: probe, add, announce, remove. */
+import { networkInterfaces } from 'node:os';
 import { EventEmitter } from 'eventemitter3';
 import { StatusGuard, nullLog, type ModuleLog, type Startable } from '@ha/interface';
 import { resolveVipConfig, parseIPv4, type InterfaceAddress } from './address.js';
-import { probe as arpProbe, gratuitousArp } from './arp.js';
+import { defaultProbeWindowMs, probe as arpProbe, gratuitousArp } from './arp.js';
 import { AcquireAbortedError, InvalidOptionError, LocalAddressError } from './errors.js';
 import { addAddress, deleteAddress, listAddresses, listInterfaces } from './iproute.js';
 import type { Lifeline } from './lifeline.js';
@@ -218,10 +219,11 @@ class VipImpl extends EventEmitter<VipEvents> implements Vip {
     };
     throwIfAborted();
     let probeMs = 0;
-    const already = await this.#present();
+    // In-process check (getifaddrs), no `ip` process on the failover path.
+    const already = Object.values(networkInterfaces()).some((l) => l?.some((a) => a.family === 'IPv4' && a.address === this.address)) ? true : undefined;
     if (already === undefined) {
       for (let attempt = 1; ; attempt++) {
-        const p = await arpProbe(this.#iface, this.address, this.#init.probeTimeoutMs ?? 50);
+        const p = await arpProbe(this.#iface, this.address, this.#init.probeTimeoutMs ?? defaultProbeWindowMs());
         probeMs = p.ms;
         throwIfAborted();
         if (!p.inUse) break;
