@@ -1,4 +1,5 @@
-import { createLab, labTest } from './lab/index.js';
+import { createLab } from './lab/index.js';
+import { labTest } from './lab/ava.js';
 import { readdirSync } from 'node:fs';
 
 

@@ -3,7 +3,8 @@
  * UDP heartbeats, the VIP moving between namespaces, a client calling the VIP.
  */
 import { createSocket } from 'node:dgram';
-import { labTest, waitFor } from './lab/index.js';
+import { waitFor } from './lab/index.js';
+import { labTest } from './lab/ava.js';
 import { MirrorPair, now } from './lab/mirror-pair.js';
 
 const test = labTest;

@@ -2,7 +2,8 @@
  * [lab] tests: two nodes in their own network namespaces (test/lab), each running the member
  * fixture as a separate process.
  */
-import { createLab, labTest, waitFor, jsonLines, type Lab, type LabHost } from '../../../test/lab/index.js';
+import { createLab, waitFor, jsonLines, type Lab, type LabHost } from '../../../test/lab/index.js';
+import { labTest } from '../../../test/lab/ava.js';
 import type { ExecutionContext } from 'ava';
 import type { ChildProcess } from 'node:child_process';
 import type { MembershipInit } from '../src/index.js';
