@@ -7,5 +7,9 @@ export DEBIAN_FRONTEND=noninteractive
 if [ "$(id -u)" -ne 0 ]; then echo "install-deps: run as root (apt-get, network namespaces)" >&2; exit 1; fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  iproute2 iputils-ping iputils-arping nftables fuse3 libfuse3-dev stress-ng procps ca-certificates >/dev/null
+  iproute2 iputils-ping iputils-arping nftables fuse3 libfuse3-dev stress-ng procps ca-certificates \
+  cmake g++ make python3 >/dev/null
 npm ci --no-audit --no-fund
+# The native addon (raw ARP for the VIP; later the replication interceptor). cmake-js builds it
+# offline against the node-api-headers package.
+npm run build:native
