@@ -157,8 +157,9 @@ export class AppRunner {
       return undefined;
     }
     const t0 = Date.now();
+    const label = [name, ...args].join(' ');
     const out = this.#openAppLog();
-    this.#appLogLine(out, `=== ${new Date().toISOString()} ${name} ${args.join(' ')} ===`);
+    this.#appLogLine(out, `=== ${new Date().toISOString()} ${label} ===`);
     const env = {
       ...process.env, ...this.init.env, ...this.init.scripts!.env,
       HA_MODULE: this.init.module, HA_NODE: this.init.node, HA_ACTION: name,
@@ -175,7 +176,7 @@ export class AppRunner {
       }
       const timer = setTimeout(() => {
         timedOut = true;
-        this.log.warn('app:script-timeout', `${name} ${args.join(' ')} did not finish within ${timeoutMs} ms: killing it`);
+        this.log.warn('app:script-timeout', `${label} did not finish within ${timeoutMs} ms: killing it`);
         if (pid) { try { process.kill(isStart ? pid : -pid, 'SIGKILL'); } catch { /* gone */ } }
       }, timeoutMs);
       child.once('error', (err) => {
@@ -187,10 +188,10 @@ export class AppRunner {
         clearTimeout(timer);
         const ms = Date.now() - t0;
         const o = this.#openAppLog();
-        this.#appLogLine(o, `=== ${new Date().toISOString()} ${name} ${args.join(' ')} exited ${code ?? signal} after ${ms} ms ===`);
+        this.#appLogLine(o, `=== ${new Date().toISOString()} ${label} exited ${code ?? signal} after ${ms} ms ===`);
         if (o !== undefined) closeSync(o);
         const lvl = code === 0 ? 'info' : 'warn';
-        this.log[lvl]('app:script', `${name}${args.length ? ' ' + args.join(' ') : ''} exited with ${code ?? signal} after ${ms} ms`, { script: name, args, code, signal, ms });
+        this.log[lvl]('app:script', `${label} exited with ${code ?? signal} after ${ms} ms`, { script: name, args, code, signal, ms });
         resolveP({ code, signal, timedOut, ms });
       });
     });
