@@ -36,8 +36,16 @@ const r0 = (x: number) => Math.round(x);
 
 async function settle(pair: MirrorPair): Promise<{ prim: number; second: number }> {
   const roles = await pair.waitPrimSecond(30_000);
-  const t = now();
-  await pair.waitServedBy(roles.prim, t, 10_000);
+  try {
+    await waitFor(`the client to be served by node${roles.prim}`, () => pair.servedNowBy(roles.prim), 10_000);
+  } catch (err) {
+    log(`diagnostics: probe ${JSON.stringify(pair.probe?.events.slice(-5))}`);
+    log(`client neigh: ${(await pair.lab.client.exec('ip', ['neigh'])).stdout.trim()}; macs ${await pair.lab.nodes[0]!.mac()} ${await pair.lab.nodes[1]!.mac()}`);
+    for (const i of [0, 1]) {
+      log(`node${i} addrs ${(await pair.lab.nodes[i]!.addresses()).join(' ')}\n  ` + (pair.procs[i]?.events ?? []).filter((e) => e.ev === 'log').slice(-15).map((e) => `${e.component} ${e.event}: ${e.msg}`).join('\n  '));
+    }
+    throw err;
+  }
   await new Promise((r) => setTimeout(r, 200));
   return roles;
 }
@@ -88,7 +96,7 @@ async function stress(): Promise<Record<'default' | 'fast', { falseFailovers: nu
   const out = {} as Record<'default' | 'fast', { falseFailovers: number; stateChanges: number; peerDown: number }>;
   let cpu: ChildProcess[] = [];
   try {
-    for (const p of Object.values(pairs)) { p.start(0); p.start(1); }
+    for (const p of Object.values(pairs)) { p.start(0); p.start(1); p.startProbe(); }
     for (const p of Object.values(pairs)) await settle(p);
     const marks = Object.fromEntries(Object.entries(pairs).map(([k, p]) => [k, [p.procs[0]!.events.length, p.procs[1]!.events.length]])) as Record<string, number[]>;
     log(`stress: ${STRESS_S} s, 4 CPU hogs on ${process.platform === 'linux' ? 'both cores' : 'the CPUs'}, each application blocks its event loop 500 ms every 2 s`);
@@ -131,5 +139,4 @@ Object.assign(res, {
   keepalived_link_ms_reference: 3100,
   bench_seconds: r0((Date.now() - started) / 1000),
 });
-void waitFor;
 console.log(JSON.stringify(res));

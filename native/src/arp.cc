@@ -10,6 +10,7 @@
 #include <net/if_arp.h>
 #include <netpacket/packet.h>
 #include <poll.h>
+#include <thread>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -43,9 +44,12 @@ struct ArpSocket {
   uint8_t mac[6] = {0};
   std::string error;
 
-  explicit ArpSocket(const std::string& ifname) {
+  // `receive`: also receive ARP frames (a probe). A send-only socket is opened with protocol 0,
+  // so no packet hook is registered: closing a socket that has one waits for an RCU grace period
+  // in the kernel (synchronize_net), tens of ms that would sit on the failover path.
+  ArpSocket(const std::string& ifname, bool receive) {
     if (ifname.empty() || ifname.size() >= IFNAMSIZ) { error = "invalid interface name '" + ifname + "'"; return; }
-    fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETH_P_ARP));
+    fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, receive ? htons(ETH_P_ARP) : 0);
     if (fd < 0) { error = Errno("socket(AF_PACKET)"); return; }
     struct ifreq ifr;
     std::memset(&ifr, 0, sizeof ifr);
@@ -55,6 +59,7 @@ struct ArpSocket {
     if (ioctl(fd, SIOCGIFHWADDR, &ifr) < 0) { error = Errno("SIOCGIFHWADDR"); return; }
     if (ifr.ifr_hwaddr.sa_family != ARPHRD_ETHER) { error = "interface " + ifname + " is not Ethernet"; return; }
     std::memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
+    if (!receive) return;
     struct sockaddr_ll sll;
     std::memset(&sll, 0, sizeof sll);
     sll.sll_family = AF_PACKET;
@@ -63,6 +68,14 @@ struct ArpSocket {
     if (bind(fd, reinterpret_cast<struct sockaddr*>(&sll), sizeof sll) < 0) { error = Errno("bind(AF_PACKET)"); return; }
   }
   ~ArpSocket() { if (fd >= 0) close(fd); }
+
+  // Closes the socket on a detached thread: the caller's result is not held up by the kernel's
+  // grace period when a receiving packet socket is released.
+  void CloseInBackground() {
+    int f = fd;
+    fd = -1;
+    if (f >= 0) std::thread([f]() { close(f); }).detach();
+  }
   ArpSocket(const ArpSocket&) = delete;
   ArpSocket& operator=(const ArpSocket&) = delete;
 
@@ -85,6 +98,7 @@ struct ArpSocket {
     struct sockaddr_ll to;
     std::memset(&to, 0, sizeof to);
     to.sll_family = AF_PACKET;
+    to.sll_protocol = htons(ETH_P_ARP);
     to.sll_ifindex = ifindex;
     to.sll_halen = 6;
     std::memset(to.sll_addr, 0xff, 6);
@@ -110,8 +124,9 @@ ArpProbeResult ArpProbe(const std::string& ifname, const std::string& ip, int wi
   auto elapsed = [&]() { return std::chrono::duration<double, std::milli>(clock::now() - t0).count(); };
   struct in_addr target;
   if (inet_pton(AF_INET, ip.c_str(), &target) != 1) { r.error = "not an IPv4 address: " + ip; return r; }
-  ArpSocket s(ifname);
+  ArpSocket s(ifname, true);
   if (!s.ok()) { r.error = s.error; return r; }
+  struct Closer { ArpSocket& s; ~Closer() { s.CloseInBackground(); } } closer{s};
   if (probes < 1) probes = 1;
   if (window_ms < 1) window_ms = 1;
   // Probe k (0-based) is sent at k * window / probes; the window ends at window_ms. All times are
@@ -165,7 +180,7 @@ ArpProbeResult ArpProbe(const std::string& ifname, const std::string& ip, int wi
 std::string ArpAnnounce(const std::string& ifname, const std::string& ip, int count) {
   struct in_addr addr;
   if (inet_pton(AF_INET, ip.c_str(), &addr) != 1) return "not an IPv4 address: " + ip;
-  ArpSocket s(ifname);
+  ArpSocket s(ifname, false);
   if (!s.ok()) return s.error;
   if (count < 1) count = 1;
   for (int i = 0; i < count; ++i) {

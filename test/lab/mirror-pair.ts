@@ -53,7 +53,7 @@ export class MirrorPair {
     const child = host.spawnTs('examples/embedded-http/server.ts', args, { env: { ...process.env, HA_CLUSTER_KEY: this.key } });
     const events = jsonLines(child);
     let stderr = '';
-    child.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); if (stderr.length > 20000) stderr = stderr.slice(-20000); });
+    child.stderr?.on('data', (d: Buffer) => { if (process.env.HA_TRACE) process.stderr.write(d); stderr += d.toString(); if (stderr.length > 20000) stderr = stderr.slice(-20000); });
     const exited = new Promise<void>((r) => child.once('exit', (code, sig) => {
       if (code && code !== 0) events.push({ ev: 'exit', code, sig, stderr });
       r();
@@ -93,6 +93,18 @@ export class MirrorPair {
     const events = jsonLines(child);
     this.probe = { child, events };
     return this.probe;
+  }
+
+  /**
+   * True if the probe's latest outcome (by the time the request was SENT: a request lost to a dead
+   * node times out later than answers to newer ones) is an answer from node `i`.
+   */
+  servedNowBy(i: number): boolean {
+    let best: Ev | undefined;
+    for (const e of this.probe?.events ?? []) {
+      if ((e.ev === 'answer' || e.ev === 'error') && (!best || (e.sent as number) > (best.sent as number))) best = e;
+    }
+    return best?.ev === 'answer' && best.node === `node${i}`;
   }
 
   /** First probe answer from node `i` after monotonic time `afterUs`. */

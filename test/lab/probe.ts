@@ -43,7 +43,9 @@ function probe(): void {
       try { node = (JSON.parse(body) as { node: string }).node; } catch { /* keep ? */ }
       ok++;
       const now = mono();
-      if (node !== last || values.all) out({ ev: 'answer', node, sent, mono: now, previous: last || undefined, errorsBefore: errors });
+      // Report a change of node, and the first answer after errors (so a reader always knows the
+      // latest outcome by the time it was sent).
+      if (node !== last || errors > 0 || values.all) out({ ev: 'answer', node, sent, mono: now, previous: last || undefined, errorsBefore: errors });
       last = node;
       errors = 0;
     });

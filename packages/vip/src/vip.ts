@@ -223,8 +223,9 @@ class VipImpl extends EventEmitter<VipEvents> implements Vip {
     const already = Object.values(networkInterfaces()).some((l) => l?.some((a) => a.family === 'IPv4' && a.address === this.address)) ? true : undefined;
     if (already === undefined) {
       for (let attempt = 1; ; attempt++) {
+        const tp = performance.now();
         const p = await arpProbe(this.#iface, this.address, this.#init.probeTimeoutMs ?? defaultProbeWindowMs());
-        probeMs = p.ms;
+        probeMs = performance.now() - tp; // as seen here (the probe's own window is p.ms)
         throwIfAborted();
         if (!p.inUse) break;
         const retry = this.#init.retryIntervalMs ?? 1000;

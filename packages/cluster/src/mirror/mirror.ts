@@ -108,6 +108,7 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
   #vipAbort: AbortController | undefined;
   #syncAbort: AbortController | undefined;
   #lastSwapAsk = 0;
+  #takeoverT: { t0: number; persistMs: number } | undefined;
   #closed = false;
 
   constructor(readonly opts: MirrorOptions, private readonly parts: MirrorParts) {
@@ -271,7 +272,9 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
     if (next === 'ALONE' && !wasPrimary) {
       // Take over: persist first, so a crash after taking the VIP still knows it was primary.
       const epoch = Math.max(store.current.epoch, ctx.peer?.e ?? 0, this.#peer?.e ?? 0) + 1;
+      const tPersist = performance.now();
       await store.update({ uptodate: true, lastRole: 'ALONE', epoch, state: 'ALONE' });
+      this.#takeoverT = { t0: tPersist, persistMs: performance.now() - tPersist };
       this.#syncAbort?.abort();
       this.#setState('ALONE', reason);
       if (prev === 'SECOND' || ctx.takeover) {
@@ -318,6 +321,7 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
 
   async #becomePrimary(): Promise<void> {
     const { vip, app, log } = this.parts;
+    const tVip = performance.now();
     if (vip) {
       const ac = new AbortController();
       this.#vipAbort = ac;
@@ -334,9 +338,18 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
     }
     if (!PRIMARY_STATES.has(this.#state)) return;
     const t0 = Date.now();
+    const tApp = performance.now();
     try {
       await app.start();
       this.emit('app:started', { module: this.opts.name, ms: Date.now() - t0 });
+      const tk = this.#takeoverT;
+      this.#takeoverT = undefined;
+      if (tk) {
+        const r = (x: number) => Math.round(x * 10) / 10;
+        const end = performance.now();
+        log.info('takeover:done', `primary role taken in ${r(end - tk.t0)} ms (persist ${r(tk.persistMs)}, VIP ${r(tApp - tVip)}, application ${r(end - tApp)})`,
+          { totalMs: r(end - tk.t0), persistMs: r(tk.persistMs), vipMs: r(tApp - tVip), appMs: r(end - tApp) });
+      }
     } catch (err) {
       this.emit('app:failed', { module: this.opts.name, error: err as Error });
       log.error('app:failed', `the application failed to start on this primary (${(err as Error).message}): stopping the module on this node so the peer can take over`);
