@@ -164,7 +164,10 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       // The duplicate-address probe is on the failover path: keep its window a small part of the
       // detection timeout (a LAN answers ARP in well under 1 ms).
       const probeTimeoutMs = Math.max(5, Math.min(20, Math.floor(t.timeoutMs / 6)));
-      const vinit: VipInit = typeof mi.vip === 'string' ? { address: mi.vip, probeTimeoutMs } : { probeTimeoutMs, ...mi.vip };
+      // A free pre-probe (made when the primary went silent for half the timeout) stays valid for
+      // one timeout: the takeover follows it by at most that.
+      const defaults = { probeTimeoutMs, preProbeMaxAgeMs: t.timeoutMs };
+      const vinit: VipInit = typeof mi.vip === 'string' ? { address: mi.vip, ...defaults } : { ...defaults, ...mi.vip };
       this.vip = wire('vip', init.components?.vip ?? vipFactory(vinit));
     }
     const mirrorDeps: ComponentFactory<MirrorModule> = Object.assign((c: ClusterComponents) => {

@@ -16,6 +16,7 @@ export type DownReason = 'timeout' | 'left';
 export type DetectorEvent =
   | { type: 'member:up'; id: string; incarnation: number }
   | { type: 'member:down'; id: string; reason: DownReason; silentMs: number }
+  | { type: 'member:suspect'; id: string; silentMs: number }
   | { type: 'member:restarted'; id: string; incarnation: number }
   | { type: 'member:payload'; id: string; payload: unknown }
   | { type: 'network:up'; id: string; network: string }
@@ -32,6 +33,8 @@ interface MemberRecord {
   heard: number | undefined;
   lastHeard: number;
   stallAtHeard: number;
+  /** Silent for more than half the timeout since last heard (member:suspect sent once). */
+  suspect: boolean;
   nets: Map<number, NetState>;
   payloadBytes: Uint8Array | undefined;
   payload: unknown;
@@ -68,7 +71,7 @@ export class Detector {
   ) {
     for (const id of memberIds) {
       this.#members.set(id, {
-        id, state: 'unknown', incarnation: undefined, heard: undefined, lastHeard: 0, stallAtHeard: 0,
+        id, state: 'unknown', incarnation: undefined, heard: undefined, lastHeard: 0, stallAtHeard: 0, suspect: false,
         nets: new Map(), payloadBytes: undefined, payload: undefined,
       });
     }
@@ -114,6 +117,7 @@ export class Detector {
     m.incarnation = incarnation;
     m.lastHeard = now;
     m.stallAtHeard = stall;
+    m.suspect = false;
     if (m.state !== 'up') {
       m.state = 'up';
       events.push({ type: 'member:up', id, incarnation });
@@ -173,6 +177,11 @@ export class Detector {
           ns.up = false;
           events.push({ type: 'network:down', id: m.id, network: this.networkNames[net] ?? String(net) });
         }
+      }
+      if (!m.suspect && isExpired(now, m.lastHeard, this.timeoutMs / 2, stall, m.stallAtHeard)) {
+        // Half the timeout without a word: not down yet, but users may prepare (e.g. probe the VIP).
+        m.suspect = true;
+        events.push({ type: 'member:suspect', id: m.id, silentMs: Math.round(now - m.lastHeard) });
       }
       if (isExpired(now, m.lastHeard, this.timeoutMs, stall, m.stallAtHeard)) {
         m.state = 'down';

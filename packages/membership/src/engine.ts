@@ -254,7 +254,7 @@ export class Engine {
       const { type, ...data } = e;
       if (type === 'member:up' || type === 'member:down' || type === 'member:restarted') {
         this.#sink.log(type === 'member:down' ? 'warn' : 'info', type, describe(e), data);
-      } else if (type === 'network:up' || type === 'network:down') {
+      } else if (type === 'network:up' || type === 'network:down' || type === 'member:suspect') {
         this.#sink.log('info', type, describe(e), data);
       }
       this.#emit({ name: type, data } as EngineEvent);
@@ -315,5 +315,6 @@ function describe(e: DetectorEvent): string {
     case 'network:up': return `member '${e.id}' heard on network '${e.network}'`;
     case 'network:down': return `member '${e.id}' no longer heard on network '${e.network}'`;
     case 'member:payload': return `member '${e.id}' payload changed`;
+    case 'member:suspect': return `member '${e.id}' silent for ${e.silentMs} ms (half the timeout): suspect`;
   }
 }

@@ -35,6 +35,11 @@ export interface MembershipEvents {
   'member:up': (e: { id: string; incarnation: number }) => void;
   'member:down': (e: { id: string; reason: DownReason; silentMs: number }) => void;
   'member:restarted': (e: { id: string; incarnation: number }) => void;
+  /**
+   * A member that is up has been silent for half the timeout (once per silence). Not a failure:
+   * a hint to prepare a takeover (the mirror pre-probes the VIP then).
+   */
+  'member:suspect': (e: { id: string; silentMs: number }) => void;
   'member:payload': (e: { id: string; payload: unknown }) => void;
   'network:up': (e: { id: string; network: string }) => void;
   'network:down': (e: { id: string; network: string }) => void;

@@ -6,6 +6,8 @@ const SELF_INC = 1000;
 const mk = () => new Detector('me', SELF_INC, ['a', 'b'], ['prod', 'repl'], 300, decodeValue);
 const fresh = { me: SELF_INC };
 const types = (evs: Array<{ type: string }>) => evs.map((e) => e.type);
+/** Events other than member:suspect (tested on its own below). */
+const ns = <T extends { type: string }>(evs: T[]): T[] => evs.filter((e) => e.type !== 'member:suspect');
 
 test('a member is up only after a heartbeat echoing our incarnation', (t) => {
   const d = mk();
@@ -25,13 +27,13 @@ test('alive while ANY network hears it; per-network liveness reported', (t) => {
   // only repl keeps hearing it
   for (let now = 50; now <= 600; now += 50) {
     d.onHeartbeat('a', 7, 1, fresh, undefined, now, 0);
-    const evs = d.tick(now, 0, false);
+    const evs = ns(d.tick(now, 0, false));
     if (now === 350) t.deepEqual(evs, [{ type: 'network:down', id: 'a', network: 'prod' }]);
     else t.deepEqual(evs, [], `at ${now}`);
   }
   t.is(d.state('a'), 'up');
   t.deepEqual(d.view().find((m) => m.id === 'a')!.networks, { prod: false, repl: true });
-  t.deepEqual(d.tick(901, 0, false), [{ type: 'network:down', id: 'a', network: 'repl' }, { type: 'member:down', id: 'a', reason: 'timeout', silentMs: 301 }]);
+  t.deepEqual(ns(d.tick(901, 0, false)), [{ type: 'network:down', id: 'a', network: 'repl' }, { type: 'member:down', id: 'a', reason: 'timeout', silentMs: 301 }]);
   t.is(d.state('a'), 'down');
   // back
   t.deepEqual(types(d.onHeartbeat('a', 7, 0, fresh, undefined, 1000, 0)), ['member:up', 'network:up']);
@@ -40,11 +42,24 @@ test('alive while ANY network hears it; per-network liveness reported', (t) => {
 test('local stall extends deadlines; isolation forbids accusing', (t) => {
   const d = mk();
   d.onHeartbeat('a', 7, 0, fresh, undefined, 0, 100);
-  t.deepEqual(d.tick(350, 100, false).length, 2); // plain timeout (network + member)
+  t.deepEqual(ns(d.tick(350, 100, false)).length, 2); // plain timeout (network + member)
   d.onHeartbeat('a', 7, 0, fresh, undefined, 400, 100);
-  t.deepEqual(d.tick(1000, 600, false), []); // we stalled 500 ms since: silence counts as 100
+  t.deepEqual(ns(d.tick(1000, 600, false)), []); // we stalled 500 ms since: silence counts as 100
   t.deepEqual(d.tick(1201, 600, true), []); // isolated: never accuse
-  t.is(d.tick(1201, 600, false).length, 2); // 801 - 500 = 301 > 300
+  t.is(ns(d.tick(1201, 600, false)).length, 2); // 801 - 500 = 301 > 300
+});
+
+test('member:suspect once per silence, at half the timeout, stall-compensated; reset when heard', (t) => {
+  const d = mk();
+  d.onHeartbeat('a', 7, 0, fresh, undefined, 0, 0);
+  t.deepEqual(d.tick(140, 0, false), []);
+  t.deepEqual(d.tick(151, 0, false), [{ type: 'member:suspect', id: 'a', silentMs: 151 }]);
+  t.deepEqual(d.tick(200, 0, false), [], 'once per silence');
+  d.onHeartbeat('a', 7, 0, fresh, undefined, 250, 0);
+  t.deepEqual(d.tick(390, 0, false), []);
+  t.deepEqual(d.tick(390, 100, false), [], 'a local stall of 100 ms does not count');
+  t.deepEqual(types(d.tick(501, 100, false)), ['member:suspect']);
+  t.is(d.state('a'), 'up', 'suspect is not down');
 });
 
 test('payload changes are reported once per change; restart resets it', (t) => {

@@ -17,8 +17,13 @@ export interface VipInit {
   interface?: string;
   /** Prefix length to add it with; default: the prefix of that subnet. */
   prefix?: number;
-  /** How long the ARP probe waits for another host to answer, ms; default 50. */
+  /** How long the ARP probe waits for another host to answer, ms; default 20 with the native addon, 50 with arping. */
   probeTimeoutMs?: number;
+  /**
+   * How old a free result of {@link Vip.preProbe} may be for `acquire()` to use it instead of
+   * probing again, ms; default 0 (never). The mirror sets it to its failure-detection timeout.
+   */
+  preProbeMaxAgeMs?: number;
   /** How many gratuitous ARPs to send after adding; default 4 (at 0, 20, 200, 1000 ms). */
   garpCount?: number;
   /** Interval between gratuitous ARPs, ms; default: the 0/20/200/1000 ms schedule. */
@@ -64,6 +69,13 @@ export interface Vip extends Startable, EventEmitter<VipEvents> {
    */
   validate(): Promise<void>;
   /**
+   * Probes the address now, ahead of a likely takeover (the current holder has gone silent), and
+   * keeps the result: an `acquire()` within `preProbeMaxAgeMs` after a FREE result adds the
+   * address without probing again. A result that finds the address answered is never reused (the
+   * next acquire probes afresh). Never throws; failures are logged.
+   */
+  preProbe(): Promise<void>;
+  /**
    * Probes the address (ARP, from 0.0.0.0); while another host answers, emits `vip:conflict`,
    * logs why and probes again every `retryIntervalMs`, until it is free or `signal` aborts
    * (rejects with AcquireAbortedError, ERR_VIP_ABORTED; so does `release()`/`stop()`).
@@ -97,7 +109,7 @@ export function vip(init: VipInit): (components: VipComponents) => Vip {
       throw new InvalidOptionError(`VIP ${init.address}: ${k} must be a number >= ${min}, got ${JSON.stringify(v)}`, { details: { option: k, value: v } });
     }
   };
-  num('probeTimeoutMs', 1); num('garpCount', 0); num('garpIntervalMs', 0); num('retryIntervalMs', 1);
+  num('probeTimeoutMs', 1); num('preProbeMaxAgeMs', 0); num('garpCount', 0); num('garpIntervalMs', 0); num('retryIntervalMs', 1);
   if (init.label !== undefined && (typeof init.label !== 'string' || init.label.length === 0 || init.label.length > 15)) {
     throw new InvalidOptionError(`VIP ${init.address}: label must be 1-15 characters, got ${JSON.stringify(init.label)}`);
   }
@@ -187,6 +199,7 @@ class VipImpl extends EventEmitter<VipEvents> implements Vip {
   }
 
   async release(): Promise<void> {
+    this.#pre = undefined;
     this.#acquiring?.abort.abort(new AcquireAbortedError(`VIP ${this.address}: acquire aborted by release()`));
     for (const t of this.#garpTimers) clearTimeout(t);
     this.#garpTimers.clear();
@@ -202,6 +215,34 @@ class VipImpl extends EventEmitter<VipEvents> implements Vip {
         this.emit('vip:released', { address: this.address, interface: this.#iface, removed });
       }
     });
+  }
+
+  #pre: { promise: Promise<boolean | undefined>; at: number } | undefined;
+
+  preProbe(): Promise<void> {
+    if (this.#guard.status !== 'started' || this.#held || this.#iface === '') return Promise.resolve();
+    const t0 = performance.now();
+    const promise = arpProbe(this.#iface, this.address, this.#init.probeTimeoutMs ?? defaultProbeWindowMs()).then(
+      (p) => {
+        this.#log.info('vip:pre-probe', p.inUse
+          ? `pre-probe: VIP ${this.address} is still answered by ${p.by}`
+          : `pre-probe: VIP ${this.address} is not answered on ${this.#iface} (${Math.round(performance.now() - t0)} ms)`, { ...this.#spec, inUse: p.inUse, by: p.by });
+        return !p.inUse;
+      },
+      (err: Error) => { this.#log.warn('vip:pre-probe', `pre-probe of ${this.address} failed: ${err.message}`, this.#spec); return undefined; });
+    this.#pre = { promise, at: performance.now() };
+    return promise.then(() => {});
+  }
+
+  /** A free pre-probe result fresh enough to use (consumed), else false. */
+  async #takePreProbe(): Promise<number | false> {
+    const pre = this.#pre;
+    this.#pre = undefined;
+    const maxAge = this.#init.preProbeMaxAgeMs ?? 0;
+    if (!pre || maxAge <= 0) return false;
+    const free = await pre.promise;
+    const age = performance.now() - pre.at;
+    return free === true && age <= maxAge ? age : false;
   }
 
   async held(): Promise<boolean> {
@@ -221,7 +262,10 @@ class VipImpl extends EventEmitter<VipEvents> implements Vip {
     let probeMs = 0;
     // In-process check (getifaddrs), no `ip` process on the failover path.
     const already = Object.values(networkInterfaces()).some((l) => l?.some((a) => a.family === 'IPv4' && a.address === this.address)) ? true : undefined;
-    if (already === undefined) {
+    const preAge = already === undefined ? await this.#takePreProbe() : false;
+    if (preAge !== false) {
+      this.#log.info('vip:probe', `using the pre-probe started ${Math.round(preAge)} ms ago (address free) instead of probing again`, this.#spec);
+    } else if (already === undefined) {
       for (let attempt = 1; ; attempt++) {
         const tp = performance.now();
         const p = await arpProbe(this.#iface, this.address, this.#init.probeTimeoutMs ?? defaultProbeWindowMs());
@@ -252,7 +296,7 @@ class VipImpl extends EventEmitter<VipEvents> implements Vip {
     if (first !== undefined) await this.#garp();
     const fields = { ...this.#spec, probeMs: Math.round(probeMs * 10) / 10, addMs: Math.round(addMs * 10) / 10, totalMs: Math.round(performance.now() - t0) };
     this.#log.info('vip:acquired', already === undefined
-      ? `VIP ${this.address}/${this.#prefix} added on ${this.#iface} after a free probe; gratuitous ARP sent`
+      ? `VIP ${this.address}/${this.#prefix} added on ${this.#iface} after a free ${preAge !== false ? "pre-probe" : "probe"}; gratuitous ARP sent`
       : `VIP ${this.address} was already on ${this.#iface}; kept it and sent gratuitous ARP`, fields);
     this.emit('vip:acquired', { address: this.address, interface: this.#iface, probeMs: fields.probeMs, addMs: fields.addMs });
   }

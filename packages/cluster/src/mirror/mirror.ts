@@ -129,6 +129,13 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
       this.parts.log.warn('peer:down', e.reason === 'left' ? `peer ${e.id} left the cluster (clean stop)` : `peer ${e.id} not heard for ${e.silentMs} ms (timeout): considered down`, { reason: e.reason, silentMs: e.silentMs });
       this.kick();
     });
+    m.on('member:suspect', (e) => {
+      // The primary has been silent for half the timeout: probe the VIP now, so that a takeover
+      // (if it comes) need not wait for a probe. A probe that still finds it answered is ignored.
+      if (e.id !== this.opts.peer || this.#state !== 'SECOND' || !this.#ready || !this.opts.failover || !this.parts.vip) return;
+      this.parts.log.info('peer:suspect', `peer ${e.id} silent for ${e.silentMs} ms: pre-probing the VIP`);
+      void this.parts.vip.preProbe();
+    });
     m.on('member:payload', (e) => {
       if (e.id !== this.opts.peer) return;
       const a = extractAnnounce(e.payload, this.opts.name);
