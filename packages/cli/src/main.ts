@@ -11,6 +11,16 @@ export class UsageError extends HaError {
   constructor(message: string) { super('ERR_USAGE', message); }
 }
 
+/** `ha run`: another daemon already answers on the control socket. @public */
+export class DaemonRunningError extends HaError {
+  constructor(message: string) { super('ERR_DAEMON_RUNNING', message); }
+}
+
+/** `ha run`: the control socket cannot be served. @public */
+export class ControlSocketError extends HaError {
+  constructor(message: string, cause?: unknown) { super('ERR_CONTROL_SOCKET', message, { cause }); }
+}
+
 const USAGE = `usage: ha <command> [options]
 
 commands:
@@ -126,7 +136,10 @@ async function readKey(values: Values): Promise<string> {
     return k;
   }
   const env = process.env.HA_CLUSTER_KEY;
-  if (env) return env;
+  if (env) {
+    if (Buffer.byteLength(env) < 16) throw new UsageError('HA_CLUSTER_KEY: the cluster key must be at least 16 bytes');
+    return env;
+  }
   throw new UsageError('a shared cluster key is required: --key-file FILE or the HA_CLUSTER_KEY environment variable');
 }
 
@@ -143,18 +156,40 @@ async function run(values: Values, module: string, socket: string, out: (s: stri
     ...(values.scripts ? { scriptsDir: values.scripts as string } : {}),
     ...(preset ? { preset: preset as 'default' } : {}),
   });
+  // Refuse to take over the control socket of a daemon that is running (serveControl replaces the
+  // socket file, which would leave that daemon running but unreachable).
+  const other = await controlRequest(socket, { cmd: 'state' }, 3000).then((st) => st as ClusterStatus, () => undefined);
+  if (other) throw new DaemonRunningError(`a daemon (node ${other.node}) is already running on the control socket ${socket}; stop it first, or give this one another --socket`);
   const print = (e: LogEntry) => out(values.json ? JSON.stringify(e) : formatEntry(e));
   const cluster = await createCluster({ ...init, onLog: print, autoStart: !values['no-autostart'], start: false });
   for (const n of notes) cluster.log.warn('config', n);
-  await cluster.start();
-  const control = await serveControl(cluster, socket);
+  // The control socket first: if it cannot be served, nothing has started (no VIP, no application),
+  // and the daemon exits instead of running on without a way to control it.
+  let control: Awaited<ReturnType<typeof serveControl>>;
+  try {
+    control = await serveControl(cluster, socket);
+  } catch (e) {
+    await cluster.moduleLog.close();
+    throw isHaError(e) ? e : new ControlSocketError(`cannot serve the control socket ${socket}: ${(e as Error).message}`, e);
+  }
+  try {
+    await cluster.start();
+  } catch (e) {
+    await control.close().catch(() => {});
+    throw e;
+  }
   let stopping = false;
   const shutdown = async (sig: string) => {
     if (stopping) return;
     stopping = true;
     cluster.log.info('daemon', `${sig} received: stopping (a primary hands over to its secondary)`);
     await control.close().catch(() => {});
-    await cluster.stop();
+    try {
+      await cluster.stop();
+    } catch (e) {
+      err(`ha run: stop failed: ${(e as Error).message}`);
+      process.exit(1);
+    }
     process.exit(0);
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
