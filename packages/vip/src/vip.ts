@@ -76,6 +76,11 @@ export interface Vip extends Startable, EventEmitter<VipEvents> {
    */
   preProbe(): Promise<void>;
   /**
+   * Sends gratuitous ARPs again for a held VIP (e.g. after a peer that may have answered for it
+   * comes back), so no client keeps a stale cache entry. No-op when not held.
+   */
+  announce(): Promise<void>;
+  /**
    * Probes the address (ARP, from 0.0.0.0); while another host answers, emits `vip:conflict`,
    * logs why and probes again every `retryIntervalMs`, until it is free or `signal` aborts
    * (rejects with AcquireAbortedError, ERR_VIP_ABORTED; so does `release()`/`stop()`).
@@ -215,6 +220,12 @@ class VipImpl extends EventEmitter<VipEvents> implements Vip {
         this.emit('vip:released', { address: this.address, interface: this.#iface, removed });
       }
     });
+  }
+
+  async announce(): Promise<void> {
+    if (!this.#held || this.#iface === '') return;
+    this.#log.info('vip:announce', `re-announcing VIP ${this.address} on ${this.#iface} (gratuitous ARP)`, this.#spec);
+    await this.#garp();
   }
 
   #pre: { promise: Promise<boolean | undefined>; at: number } | undefined;

@@ -121,7 +121,15 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
   /** Attaches to membership and restores the persisted state (does not start the module). */
   attach(): void {
     const m = this.parts.membership;
-    m.on('member:up', (e) => { if (e.id === this.opts.peer) { this.#peerHeard = true; this.parts.log.info('peer:up', `peer ${e.id} is heard (incarnation ${e.incarnation})`); this.kick(); } });
+    m.on('member:up', (e) => {
+      if (e.id !== this.opts.peer) return;
+      this.#peerHeard = true;
+      this.parts.log.info('peer:up', `peer ${e.id} is heard (incarnation ${e.incarnation})`);
+      // A returning peer may have answered for the VIP while we could not hear each other (an
+      // isolation): re-announce it so that no client keeps pointing at the peer.
+      if (PRIMARY_STATES.has(this.#state)) void this.parts.vip?.announce();
+      this.kick();
+    });
     m.on('member:down', (e) => {
       if (e.id !== this.opts.peer) return;
       this.#peerHeard = false;
