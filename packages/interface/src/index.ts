@@ -26,4 +26,4 @@ export { startAll, stopAll, StatusGuard, isStartable } from './startable.js';
 export type { Startable, Status } from './startable.js';
 export { consoleLog, memoryLog, nullLog } from './log.js';
 export { sinkLog } from './log.js';
-export type { ModuleLog, LogEntry, LogLevel, LogFields } from './log.js';
+export type { ModuleLog, LogEntry, LogLevel, LogFields, LogSink } from './log.js';

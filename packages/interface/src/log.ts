@@ -31,9 +31,10 @@ export interface ModuleLog {
   child(component: string): ModuleLog;
 }
 
-type Sink = (entry: LogEntry) => void;
+/** Receives every log entry. @public */
+export type LogSink = (entry: LogEntry) => void;
 
-function makeLog(component: string, sink: Sink): ModuleLog {
+function makeLog(component: string, sink: LogSink): ModuleLog {
   const log = (level: LogLevel, event: string, msg: string, fields: LogFields = {}) => {
     sink({ ts: new Date().toISOString(), level, component, event, msg, ...fields });
   };
@@ -65,7 +66,7 @@ export function nullLog(): ModuleLog {
   return makeLog('null', () => {});
 }
 
-/** Builds a log from any sink (used by the persistent module log). @internal */
-export function sinkLog(component: string, sink: Sink): ModuleLog {
+/** Builds a log from any sink (the persistent module log, a test's collector...). @public */
+export function sinkLog(component: string, sink: LogSink): ModuleLog {
   return makeLog(component, sink);
 }
