@@ -183,3 +183,33 @@ test('bad configuration is refused at construction with the field named', async 
   await t.throwsAsync(createCluster({ ...base, key: 'short', mirror: {} }), { message: /key/ });
   await t.throwsAsync(createCluster({ ...base, mirror: { app: { start: 1 } as never } }), { message: /mirror\.app/ });
 });
+
+test('the module log is persistent: one JSON line per decision, with what, why and when', async (t) => {
+  const { nodes, start, stop } = setup(t);
+  await Promise.all([start('a'), start('b')]);
+  await until('PRIM/SECOND', async () => state(nodes.a!.cluster) === 'PRIM' && await ready(nodes.b!.cluster));
+  await stop('a');
+  const { readFileSync } = await import('node:fs');
+  const lines = readFileSync(join(nodes.a!.dir, 'm', 'module.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const states = lines.filter((l) => l.event === 'state');
+  t.deepEqual(states.map((l) => `${String(l.from)}->${String(l.to)}`), ['STOP->WAIT', 'WAIT->ALONE', 'ALONE->PRIM', 'PRIM->STOP']);
+  for (const l of states) {
+    t.regex(String(l.ts), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    t.true(String(l.msg).length > 20, 'says why');
+  }
+  t.true(lines.some((l) => l.event === 'app:stopped'));
+});
+
+test('a corrupt persisted state is refused with the file named, not guessed', async (t) => {
+  const { mkdirSync, writeFileSync } = await import('node:fs');
+  const dir = mkdtempSync(join(tmpdir(), 'ha-corrupt-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'm.state.json'), '{"uptodate": tru');
+  const err = await t.throwsAsync(createCluster({
+    node: 'a', key: KEY, stateDir: dir, networks: [{ port: 20000 + Math.floor(Math.random() * 20000), addresses: { a: '127.0.0.1', b: '127.0.0.2' } }],
+    mirror: { name: 'm' },
+  }));
+  t.is((err as { code?: string }).code, 'ERR_STATE_FILE');
+  t.true(err!.message.includes(join(dir, 'm.state.json')));
+});
