@@ -9,7 +9,10 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   iproute2 iputils-ping iputils-arping nftables fuse3 libfuse3-dev stress-ng procps ca-certificates \
   cmake g++ make python3 >/dev/null
-npm ci --no-audit --no-fund
+# `npm install`, not `npm ci`: the registry this machine reaches serves no metadata for other
+# platforms' optional packages (rollup's, esbuild's), so the lock file cannot list them and
+# `npm ci` would refuse it. `npm install` installs exactly the locked versions for this platform.
+npm install --no-audit --no-fund
 # The native addon (raw ARP for the VIP; later the replication interceptor). cmake-js builds it
 # offline against the node-api-headers package.
 npm run build:native
