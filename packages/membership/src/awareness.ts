@@ -6,6 +6,7 @@
  * - the carrier of the interfaces owning our local addresses: when no local network has carrier,
  *   we are isolated, and silence from peers says nothing about them.
  */
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { stallFromTick } from './timing.js';
@@ -45,6 +46,21 @@ export function interfaceOf(address: string): string | undefined {
   return undefined;
 }
 
+/**
+ * Like {@link interfaceOf}, but also finds interfaces that are down or without carrier (which
+ * libuv's list omits) by asking `ip`; used only when the quick lookup fails.
+ */
+export function interfaceOfAny(address: string): string | undefined {
+  const quick = interfaceOf(address);
+  if (quick !== undefined) return quick;
+  try {
+    const out = execFileSync('ip', ['-j', '-4', 'addr', 'show'], { encoding: 'utf8', timeout: 2000, stdio: ['ignore', 'pipe', 'ignore'] });
+    const links = JSON.parse(out) as Array<{ ifname: string; addr_info?: Array<{ local?: string; label?: string }> }>;
+    for (const l of links) if (l.addr_info?.some((a) => a.local === address)) return l.ifname;
+  } catch { /* no ip, or unparsable: cannot judge */ }
+  return undefined;
+}
+
 /** Reads one sysfs attribute of an interface, or undefined (e.g. carrier of an admin-down link). */
 function sysfs(iface: string, attr: string): string | undefined {
   try { return readFileSync(`/sys/class/net/${iface}/${attr}`, 'utf8').trim(); } catch { return undefined; }
@@ -63,7 +79,9 @@ export class CarrierWatch {
   #refreshedAt = -Infinity;
   constructor(readonly addresses: readonly string[], readonly refreshMs = 1000,
     /** Test hook: override the carrier check. */
-    readonly probe: (iface: string) => boolean = hasCarrier) {}
+    readonly probe: (iface: string) => boolean = hasCarrier,
+    /** Test hook: override how the interface owning an address is found. */
+    readonly resolve: (address: string) => string | undefined = interfaceOfAny) {}
 
   /**
    * Carrier of each network now (true = has carrier). When the interface owning an address
@@ -72,7 +90,10 @@ export class CarrierWatch {
    */
   check(now: number): boolean[] {
     if (now - this.#refreshedAt >= this.refreshMs) {
-      this.#ifaces = this.addresses.map(interfaceOf);
+      // os.networkInterfaces() (libuv) leaves out interfaces that are not UP and RUNNING, i.e.
+      // exactly those that lost carrier: keep the last interface known to own the address, or a
+      // refresh right after a cut would "forget" it and count the network as connected.
+      this.#ifaces = this.addresses.map((a, i) => this.resolve(a) ?? this.#ifaces[i]);
       this.#refreshedAt = now;
     }
     return this.#ifaces.map((i) => i === undefined || this.probe(i));
