@@ -49,7 +49,10 @@ struct ArpSocket {
   // in the kernel (synchronize_net), tens of ms that would sit on the failover path.
   ArpSocket(const std::string& ifname, bool receive) {
     if (ifname.empty() || ifname.size() >= IFNAMSIZ) { error = "invalid interface name '" + ifname + "'"; return; }
-    fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, receive ? htons(ETH_P_ARP) : 0);
+    // Always protocol 0 here: a socket created with a protocol registers its packet hook at
+    // once, and bind() to an interface then re-registers it, waiting for an RCU grace period
+    // (~15 ms seen). bind() with sll_protocol registers the hook a single time.
+    fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) { error = Errno("socket(AF_PACKET)"); return; }
     struct ifreq ifr;
     std::memset(&ifr, 0, sizeof ifr);
@@ -127,6 +130,10 @@ ArpProbeResult ArpProbe(const std::string& ifname, const std::string& ip, int wi
   ArpSocket s(ifname, true);
   if (!s.ok()) { r.error = s.error; return r; }
   struct Closer { ArpSocket& s; ~Closer() { s.CloseInBackground(); } } closer{s};
+  // The listening window starts once the socket is ready, so that a slow set-up can never
+  // shorten it; r.ms still reports the whole probe.
+  const auto tw = clock::now();
+  auto in_window = [&]() { return std::chrono::duration<double, std::milli>(clock::now() - tw).count(); };
   if (probes < 1) probes = 1;
   if (window_ms < 1) window_ms = 1;
   // Probe k (0-based) is sent at k * window / probes; the window ends at window_ms. All times are
@@ -135,12 +142,12 @@ ArpProbeResult ArpProbe(const std::string& ifname, const std::string& ip, int wi
   const double gap = static_cast<double>(window_ms) / probes;
   int sent = 0;
   for (;;) {
-    double now = elapsed();
+    double now = in_window();
     while (sent < probes && now >= gap * sent) {
       std::string e = s.Send(0, target.s_addr);  // sender 0.0.0.0: a probe, never pollutes caches
       if (!e.empty()) { r.error = e; r.ms = elapsed(); return r; }
       ++sent;
-      now = elapsed();
+      now = in_window();
     }
     if (now >= window_ms) break;
     double until = sent < probes ? std::min(gap * sent, static_cast<double>(window_ms)) : static_cast<double>(window_ms);
