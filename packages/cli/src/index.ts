@@ -16,4 +16,4 @@
  *
  * @packageDocumentation
  */
-export { main, UsageError } from './main.js';
+export { main, UsageError, DaemonRunningError, ControlSocketError, formatStatus } from './main.js';

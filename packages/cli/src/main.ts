@@ -192,6 +192,10 @@ async function run(values: Values, module: string, socket: string, out: (s: stri
     }
     process.exit(0);
   };
+  cluster.on('fatal', (e) => {
+    err(`ha run: the node stopped itself: ${e.message}`);
+    void control.close().catch(() => {}).then(() => process.exit(1));
+  });
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
   err(`ha: node ${node} running module ${module}; control socket ${socket}`);

@@ -86,6 +86,11 @@ export interface ClusterInit {
 export type ClusterEvents = MirrorEvents & {
   'member:up': [{ id: string; incarnation: number }];
   'member:down': [{ id: string; reason: string; silentMs: number }];
+  /**
+   * The node could not go on (its membership failed) and has stopped itself so that the peer
+   * takes over. A daemon should exit non-zero so its supervisor restarts it.
+   */
+  fatal: [Error];
 };
 
 /** A configuration error in {@link ClusterInit}. @public */
@@ -196,7 +201,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     this.membership.on('member:down', (e) => this.emit('member:down', { id: e.id, reason: e.reason, silentMs: e.silentMs }));
     this.membership.on('error', (err) => {
       this.log.error('membership:error', `membership failed: ${err.message}; stopping this node so the peer can take over`);
-      void this.stop();
+      void this.stop().catch(() => {}).then(() => this.emit('fatal', err));
     });
   }
 

@@ -23,6 +23,14 @@ export class ControlError extends HaError {}
 
 /** Serves the control socket for `cluster` at `path`. Returns a closer. @public */
 export async function serveControl(cluster: Cluster, path: string): Promise<{ close(): Promise<void>; path: string }> {
+  try {
+    return await serve(cluster, path);
+  } catch (err) {
+    throw new ControlError('ERR_CONTROL_SOCKET', `cannot serve the control socket ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err, details: { path } });
+  }
+}
+
+async function serve(cluster: Cluster, path: string): Promise<{ close(): Promise<void>; path: string }> {
   await mkdir(dirname(path), { recursive: true });
   await rm(path, { force: true });
   const server: Server = createServer((sock) => {

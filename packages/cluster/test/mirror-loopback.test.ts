@@ -213,3 +213,17 @@ test('a corrupt persisted state is refused with the file named, not guessed', as
   t.is((err as { code?: string }).code, 'ERR_STATE_FILE');
   t.true(err!.message.includes(join(dir, 'm.state.json')));
 });
+
+test('if the membership fails, the node stops itself (a primary releases its role) and reports it with a fatal event', async (t) => {
+  const { nodes, start, log } = setup(t);
+  await Promise.all([start('a'), start('b')]);
+  await until('PRIM/SECOND', async () => state(nodes.a!.cluster) === 'PRIM' && await ready(nodes.b!.cluster));
+  const a = nodes.a!.cluster!;
+  const fatal = new Promise<Error>((r) => a.once('fatal', r));
+  await a.membership.crashWorkerForTesting();
+  const err = await fatal;
+  t.regex(err.message, /worker/i);
+  t.is(a.mirror.state, 'STOP');
+  t.true(log.includes('a:stop'), 'the application was stopped');
+  await until('b takes over', () => state(nodes.b!.cluster) === 'ALONE');
+});
