@@ -1,7 +1,7 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: ['src/native.ts'],
+  entry: ['src/index.ts'],
   format: ['esm', 'cjs'],
   // tsup's dts build passes baseUrl, deprecated in TypeScript 6.
   dts: { compilerOptions: { ignoreDeprecations: '6.0' } },

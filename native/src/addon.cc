@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include "arp.h"
+#include "registry.h"
 
 namespace {
 
@@ -69,6 +70,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("arpProbe", Napi::Function::New(env, ArpProbe, "arpProbe"));
   exports.Set("arpAnnounce", Napi::Function::New(env, ArpAnnounce, "arpAnnounce"));
   exports.Set("version", Napi::Number::New(env, 1));
+  // Modules in their own files (rfs/...) add their exports.
+  for (ha::InitFn fn : ha::Registry()) fn(env, exports);
   return exports;
 }
 

@@ -1,31 +1,24 @@
 /**
- * The SDK's native addon (C++, node-addon-api, built by cmake-js from `native/`). This file is the
- * only place that loads the `.node` file; it declares the binding's type and validates arguments
- * before they reach C++. Blocking work (an ARP probe's listening window) runs on the libuv thread
- * pool, never on the JS thread.
- *
- * @example
- * ```ts
- * import { nativeAvailable, arpProbe, arpAnnounce } from '@ha/native'
- *
- * if (nativeAvailable()) {
- *   const r = await arpProbe('eth0', '198.18.0.100', { windowMs: 20 })   // needs CAP_NET_RAW
- *   if (!r.inUse) arpAnnounce('eth0', '198.18.0.100')                       // after adding the address
- * }
- * ```
- *
- * @packageDocumentation
+ * The only place that loads the addon's `.node` file; declares the binding's type. Typed,
+ * validating wrappers: the ARP functions below, and rfs-*.ts for the replicated file system.
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
-/** The binding as exported by the addon. @internal */
-interface NativeBinding {
+/**
+ * The binding as exported by the addon (every module's functions). Typed wrappers that validate
+ * arguments live beside this file (arp below, rfs-*.ts); they get the binding from
+ * {@link binding}. @internal
+ */
+export interface NativeBinding {
   version: number;
+  // --- arp (src/arp.cc) ---
   arpProbe(ifname: string, ip: string, windowMs: number, probes: number): Promise<{ inUse: boolean; mac?: string; ms: number }>;
   arpAnnounce(ifname: string, ip: string, count: number): void;
+  // --- rfs interceptor (src/rfs/fuse*.cc): declared in rfs-fuse.ts as RfsFuseBinding ---
+  // --- rfs transport (src/rfs/transport*.cc): declared in rfs-transport.ts as RfsTransportBinding ---
 }
 
 /** Result of {@link arpProbe}. @public */
@@ -39,25 +32,32 @@ export interface NativeProbeResult {
 }
 
 const ADDON = join(dirname(fileURLToPath(import.meta.url)), '..', 'build', 'Release', 'ha_native.node');
-let binding: NativeBinding | undefined;
+let loaded: NativeBinding | undefined;
 let loadError: string | undefined;
 
 function load(): NativeBinding | undefined {
-  if (binding || loadError) return binding;
+  if (loaded || loadError) return loaded;
   if (!existsSync(ADDON)) { loadError = `native addon not built (${ADDON} is missing: run \`npm run build:native\`)`; return undefined; }
   try {
-    binding = createRequire(import.meta.url)(ADDON) as NativeBinding;
+    loaded = createRequire(import.meta.url)(ADDON) as NativeBinding;
   } catch (err) {
     loadError = `native addon ${ADDON} failed to load: ${(err as Error).message}`;
   }
-  return binding;
+  return loaded;
+}
+
+/** The loaded binding; throws with the reason when the addon is not available. @internal */
+export function binding<T = NativeBinding>(): T {
+  const b = load();
+  if (!b) throw new Error(loadError);
+  return b as unknown as T;
 }
 
 /** True if the addon is built and loads. @public */
 export function nativeAvailable(): boolean { return load() !== undefined; }
 
 /** Why the addon is not available (undefined when it is). @public */
-export function nativeUnavailableReason(): string | undefined { load(); return binding ? undefined : loadError; }
+export function nativeUnavailableReason(): string | undefined { return load() ? undefined : loadError; }
 
 const IFNAME = /^[A-Za-z0-9_.:@-]{1,15}$/;
 const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;

@@ -1,0 +1,83 @@
+// The contract between the write interceptor (FUSE, on the primary) and the replication
+// transport (sender on the primary, receiver/applier on the secondary).
+//
+// A Record is one change, already applied on the primary, described by paths relative to the
+// replicated directory's root (no leading '/', "" is the root itself), so the secondary, whose
+// inode numbers differ, can apply it. Records carry a sequence number assigned in the order the
+// changes were applied on the primary; the secondary applies them in that order.
+//
+// Append-only: new Op values are added at the end, never renumbered (they are on the wire).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ha::rfs {
+
+enum class Op : uint8_t {
+  Write = 1,        // path, offset, data
+  Truncate = 2,     // path, length (new size)
+  Fallocate = 3,    // path, flags (fallocate mode), offset, length
+  Create = 4,       // path, mode, flags (O_EXCL etc. not needed by the applier), uid, gid
+  Mkdir = 5,        // path, mode, uid, gid
+  Mknod = 6,        // path, mode (with file type), rdev, uid, gid
+  Symlink = 7,      // path (the link), path2 (its target, verbatim), uid, gid
+  Unlink = 8,       // path
+  Rmdir = 9,        // path
+  Rename = 10,      // path (from), path2 (to), flags (RENAME_NOREPLACE / RENAME_EXCHANGE)
+  Chmod = 11,       // path, mode
+  Chown = 12,       // path, uid, gid (UINT32_MAX = unchanged)
+  Utimens = 13,     // path, atime, mtime (as timespec: sec/nsec; nsec UTIME_NOW/UTIME_OMIT allowed)
+  SetXattr = 14,    // path, name, data (value), flags
+  RemoveXattr = 15, // path, name
+  Link = 16,        // path (existing), path2 (new name)
+  Fsync = 17,       // path, flags (1 = datasync): a durability point for the secondary
+  Barrier = 18,     // no path: everything before it must be applied before it is acknowledged
+};
+
+struct Timespec {
+  int64_t sec = 0;
+  int64_t nsec = 0;
+};
+
+struct Record {
+  uint64_t seq = 0;  // assigned by ChangeSink::Submit
+  Op op = Op::Barrier;
+  std::string path;
+  std::string path2;
+  std::string name;  // xattr name
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  uint32_t mode = 0;
+  uint32_t flags = 0;
+  uint32_t uid = UINT32_MAX;
+  uint32_t gid = UINT32_MAX;
+  uint64_t rdev = 0;
+  Timespec atime;
+  Timespec mtime;
+  std::vector<uint8_t> data;  // write bytes, or xattr value
+};
+
+// Where the interceptor sends changes: the replication sender, or a test sink.
+class ChangeSink {
+ public:
+  virtual ~ChangeSink() = default;
+
+  // Called BEFORE a data change (Write/Truncate/Fallocate) is applied locally, outside any
+  // global lock: the sink may persist "this zone is in flight" (activity log) so that after a
+  // crash of the primary, the zone is resynchronised even if its change was never acknowledged.
+  virtual void BeforeApply(const std::string& path, uint64_t offset, uint64_t length) { (void)path; (void)offset; (void)length; }
+
+  // Called with the change already applied locally, while the interceptor holds its ordering
+  // lock (so sequence order = local apply order). Assigns r.seq, enqueues, returns the seq.
+  // Must not block on the network.
+  virtual uint64_t Submit(Record&& r) = 0;
+
+  // Blocks the calling (FUSE worker) thread until `seq` is acknowledged by the secondary, or
+  // replication is not possible (no secondary, link lost, ack timeout). Returns true if
+  // acknowledged; false if the change was not replicated (it must then be tracked as dirty by
+  // the sink, so a later resynchronisation copies it). Never blocks forever.
+  virtual bool WaitAcked(uint64_t seq) = 0;
+};
+
+}  // namespace ha::rfs
