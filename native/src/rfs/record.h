@@ -33,6 +33,12 @@ enum class Op : uint8_t {
   Link = 16,        // path (existing), path2 (new name)
   Fsync = 17,       // path, flags (1 = datasync): a durability point for the secondary
   Barrier = 18,     // no path: everything before it must be applied before it is acknowledged
+  // Resynchronisation (driven by the lead's resync; applied by the transport's applier):
+  SyncEntry = 19,   // path; make the secondary's entry match: mode (with file type), uid, gid,
+                    // length (size, regular files), atime/mtime, path2 (symlink target), rdev;
+                    // an entry of another type (or another symlink target) is replaced
+  DirList = 20,     // path (a directory), data: the complete list of its entry names, each ended
+                    // by '\0'; the secondary removes entries not listed (recursively)
 };
 
 struct Timespec {
