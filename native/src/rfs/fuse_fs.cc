@@ -1,0 +1,1018 @@
+// The write interceptor (see fuse_fs.h). Built like libfuse's passthrough_ll: low-level API,
+// multithreaded loop, O_PATH fds instead of paths, large max_write, no writeback cache (each
+// write() must reach us so it is replicated before write() returns).
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "fuse_fs.h"
+#include "fuse_mounts.h"
+
+namespace ha::rfs {
+namespace {
+
+std::string Errno(const std::string& what, int e) { return what + ": " + std::strerror(e); }
+
+struct Inode : std::enable_shared_from_this<Inode> {
+  int fd = -1;  // O_PATH
+  dev_t dev = 0;
+  ino_t ino = 0;
+  uint64_t nlookup = 0;  // guarded by Fs::table_mu
+  // Guarded by Fs::paths_mu: where this inode was last seen (lookup/create/rename).
+  std::shared_ptr<Inode> parent;
+  std::string name;
+  bool detached = false;  // its recorded name was unlinked/replaced: no known path
+  ~Inode() { if (fd >= 0) close(fd); }
+};
+
+struct KeyHash {
+  size_t operator()(const std::pair<dev_t, ino_t>& k) const { return std::hash<uint64_t>()(k.second * 1000003u ^ k.first); }
+};
+
+struct DirHandle {
+  DIR* dp = nullptr;
+  struct dirent* entry = nullptr;
+  off_t offset = 0;
+};
+
+std::string ProcPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+std::string Join(const std::string& dir, const char* name) { return dir.empty() ? std::string(name) : dir + "/" + name; }
+
+class Fs final : public Interceptor {
+ public:
+  explicit Fs(InterceptorOptions opts, InterceptorEventFn ev) : opts_(std::move(opts)), on_event_(std::move(ev)) {}
+  ~Fs() override { std::string c; Unmount(true, 0, &c); }
+
+  bool Start(std::string* code, std::string* err);
+  std::string Unmount(bool lazy, int timeout_ms, std::string* code) override;
+  InterceptorStats Stats() const override;
+  const std::string& Dir() const override { return opts_.dir; }
+  bool Mounted() const override { return mounted_.load(); }
+
+  // --- used by the FUSE callbacks ---
+  Inode* Get(fuse_ino_t ino) { return ino == FUSE_ROOT_ID ? root_.get() : reinterpret_cast<Inode*>(ino); }
+  int Lookup(Inode* parent, const char* name, fuse_entry_param* e);
+  void Forget(fuse_ino_t ino, uint64_t n);
+  // Path of an inode relative to the root ("" = root); false if unknown. Takes paths_mu.
+  bool PathOf(Inode* in, std::string* out);
+  bool ChildPath(Inode* parent, const char* name, std::string* out) {
+    std::string p;
+    if (!PathOf(parent, &p)) return false;
+    *out = Join(p, name);
+    return true;
+  }
+  // Under order_mu: submits (or counts as unrecorded when path is unknown). Returns the seq or 0.
+  uint64_t Submit(Record&& r) {
+    Count(static_cast<int>(r.op));
+    return opts_.sink->Submit(std::move(r));
+  }
+  void Wait(uint64_t seq) {
+    if (seq == 0) return;
+    bool ok = opts_.sink->WaitAcked(seq);
+    if (!ok) {
+      not_replicated_++;
+      if (replicated_.exchange(false)) Emit("replication", "ERR_RFS_NOT_REPLICATED", "lost");
+    } else if (!replicated_.load(std::memory_order_relaxed)) {
+      if (!replicated_.exchange(true)) Emit("replication", "", "restored");
+    }
+  }
+  void Count(int slot) { if (slot >= 0 && slot < kStatSlots) ops_[slot].fetch_add(1, std::memory_order_relaxed); }
+  void Emit(const std::string& kind, const std::string& code, const std::string& msg) { if (on_event_) on_event_(kind, code, msg); }
+  // Caller identity for ownership of new nodes.
+  void FixOwner(fuse_req_t req, Inode* parent, const char* name, bool is_dir_or_file_mode_fix, mode_t mode, struct stat* st);
+
+  InterceptorOptions opts_;
+  InterceptorEventFn on_event_;
+  std::shared_ptr<Inode> root_;
+  std::mutex table_mu_;
+  std::unordered_map<std::pair<dev_t, ino_t>, std::shared_ptr<Inode>, KeyHash> table_;
+  std::mutex paths_mu_;
+  std::mutex order_mu_;
+  std::atomic<uint64_t> ops_[kStatSlots] = {};
+  std::atomic<uint64_t> bytes_written_{0}, bytes_read_{0}, errors_{0}, not_replicated_{0}, unrecorded_{0};
+  std::atomic<bool> replicated_{true};
+  std::atomic<uint64_t> max_write_{0};
+  uid_t euid_ = geteuid();
+  gid_t egid_ = getegid();
+
+  struct fuse_session* se_ = nullptr;
+  struct fuse_loop_config* cfg_ = nullptr;
+  std::thread loop_;
+  std::mutex life_mu_;  // Unmount
+  std::mutex done_mu_;
+  std::condition_variable done_cv_;
+  bool loop_done_ = false;
+  std::atomic<bool> mounted_{false};
+  std::atomic<bool> unmounting_{false};
+  unsigned conn_major_ = 0, conn_minor_ = 0;
+};
+
+Fs* FsOf(fuse_req_t req) { return static_cast<Fs*>(fuse_req_userdata(req)); }
+
+bool Fs::PathOf(Inode* in, std::string* out) {
+  std::lock_guard<std::mutex> lk(paths_mu_);
+  std::vector<const std::string*> parts;
+  Inode* cur = in;
+  for (int depth = 0; cur != root_.get(); depth++) {
+    if (cur->detached || !cur->parent || depth > 4096) return false;
+    parts.push_back(&cur->name);
+    cur = cur->parent.get();
+  }
+  out->clear();
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
+    if (!out->empty()) out->push_back('/');
+    out->append(**it);
+  }
+  return true;
+}
+
+int Fs::Lookup(Inode* parent, const char* name, fuse_entry_param* e) {
+  std::memset(e, 0, sizeof *e);
+  e->attr_timeout = opts_.attr_timeout;
+  e->entry_timeout = opts_.entry_timeout;
+  int fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return errno;
+  if (fstatat(fd, "", &e->attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+    int err = errno;
+    close(fd);
+    return err;
+  }
+  std::shared_ptr<Inode> in;
+  {
+    std::lock_guard<std::mutex> lk(table_mu_);
+    auto key = std::make_pair(e->attr.st_dev, e->attr.st_ino);
+    auto it = table_.find(key);
+    if (it != table_.end()) {
+      in = it->second;
+      close(fd);
+    } else {
+      in = std::make_shared<Inode>();
+      in->fd = fd;
+      in->dev = e->attr.st_dev;
+      in->ino = e->attr.st_ino;
+      table_.emplace(key, in);
+    }
+    in->nlookup++;
+  }
+  {
+    std::lock_guard<std::mutex> lk(paths_mu_);
+    if (in.get() != root_.get()) {
+      in->parent = parent->shared_from_this();
+      in->name = name;
+      in->detached = false;
+    }
+  }
+  e->ino = reinterpret_cast<uintptr_t>(in.get());
+  return 0;
+}
+
+void Fs::Forget(fuse_ino_t ino, uint64_t n) {
+  if (ino == FUSE_ROOT_ID) return;
+  Inode* in = Get(ino);
+  std::shared_ptr<Inode> drop;  // destroyed outside the lock
+  std::lock_guard<std::mutex> lk(table_mu_);
+  in->nlookup = in->nlookup > n ? in->nlookup - n : 0;
+  if (in->nlookup == 0) {
+    auto it = table_.find(std::make_pair(in->dev, in->ino));
+    if (it != table_.end() && it->second.get() == in) {
+      drop = std::move(it->second);
+      table_.erase(it);
+    }
+  }
+}
+
+// New nodes are created by root (the daemon): give them to the caller, and undo our process
+// umask (the kernel already applied the caller's).
+void Fs::FixOwner(fuse_req_t req, Inode* parent, const char* name, bool fix_mode, mode_t mode, struct stat* st) {
+  const struct fuse_ctx* ctx = fuse_req_ctx(req);
+  if (ctx->uid != euid_ || ctx->gid != egid_) {
+    struct stat pst;
+    gid_t gid = ctx->gid;
+    if (fstatat(parent->fd, "", &pst, AT_EMPTY_PATH) == 0 && (pst.st_mode & S_ISGID)) gid = static_cast<gid_t>(-1);
+    fchownat(parent->fd, name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW);
+  }
+  if (fstatat(parent->fd, name, st, AT_SYMLINK_NOFOLLOW) != 0) return;
+  if (fix_mode && (st->st_mode & 0777) != (mode & 0777)) {
+    mode_t m = (st->st_mode & 07000) | (mode & 0777);
+    if (fchmodat(parent->fd, name, m, 0) == 0) st->st_mode = (st->st_mode & S_IFMT) | m;
+  }
+}
+
+// ---------------------------------------------------------------- FUSE callbacks
+
+void OpInit(void* userdata, struct fuse_conn_info* conn) {
+  Fs* fs = static_cast<Fs*>(userdata);
+  conn->max_write = 1u << 20;
+  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;  // sync replication: every write() must reach us
+  if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;  // read replies by splice
+  if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+  if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+  fs->max_write_ = conn->max_write;
+}
+
+void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Fs* fs = FsOf(req);
+  fuse_entry_param e;
+  int err = fs->Lookup(fs->Get(parent), name, &e);
+  if (err == ENOENT) {
+    std::memset(&e, 0, sizeof e);
+    e.entry_timeout = fs->opts_.entry_timeout;  // negative entry: we are the only writer
+    fuse_reply_entry(req, &e);
+  } else if (err) {
+    fuse_reply_err(req, err);
+  } else {
+    fuse_reply_entry(req, &e);
+  }
+}
+
+void OpForget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  FsOf(req)->Forget(ino, nlookup);
+  fuse_reply_none(req);
+}
+
+void OpForgetMulti(fuse_req_t req, size_t count, struct fuse_forget_data* forgets) {
+  Fs* fs = FsOf(req);
+  for (size_t i = 0; i < count; i++) fs->Forget(forgets[i].ino, forgets[i].nlookup);
+  fuse_reply_none(req);
+}
+
+void OpGetattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
+  (void)fi;
+  Fs* fs = FsOf(req);
+  struct stat st;
+  if (fstatat(fs->Get(ino)->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return (void)fuse_reply_err(req, errno);
+  fuse_reply_attr(req, &st, fs->opts_.attr_timeout);
+}
+
+void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, struct fuse_file_info* fi) {
+  Fs* fs = FsOf(req);
+  Inode* in = fs->Get(ino);
+  std::string proc = ProcPath(in->fd);
+  if (valid & FUSE_SET_ATTR_SIZE) {
+    std::string p;
+    if (fs->PathOf(in, &p)) fs->opts_.sink->BeforeApply(p, static_cast<uint64_t>(attr->st_size), UINT64_MAX - static_cast<uint64_t>(attr->st_size));
+  }
+  std::vector<uint64_t> seqs;
+  int err = 0;
+  {
+    std::lock_guard<std::mutex> lk(fs->order_mu_);
+    std::string path;
+    bool known = fs->PathOf(in, &path);
+    auto submit = [&](Record&& r) {
+      if (!known) { fs->unrecorded_++; return; }
+      r.path = path;
+      seqs.push_back(fs->Submit(std::move(r)));
+    };
+    if (valid & FUSE_SET_ATTR_MODE) {
+      int res = fi ? fchmod(static_cast<int>(fi->fh), attr->st_mode) : chmod(proc.c_str(), attr->st_mode);
+      if (res != 0) err = errno;
+      else { Record r; r.op = Op::Chmod; r.mode = attr->st_mode & 07777; submit(std::move(r)); }
+    }
+    if (!err && (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
+      uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : static_cast<uid_t>(-1);
+      gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : static_cast<gid_t>(-1);
+      if (fchownat(in->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) err = errno;
+      else { Record r; r.op = Op::Chown; r.uid = uid; r.gid = gid; submit(std::move(r)); }
+    }
+    if (!err && (valid & FUSE_SET_ATTR_SIZE)) {
+      int res = fi ? ftruncate(static_cast<int>(fi->fh), attr->st_size) : truncate(proc.c_str(), attr->st_size);
+      if (res != 0) err = errno;
+      else { Record r; r.op = Op::Truncate; r.length = static_cast<uint64_t>(attr->st_size); submit(std::move(r)); }
+    }
+    if (!err && (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))) {
+      struct timespec tv[2];
+      tv[0].tv_sec = tv[1].tv_sec = 0;
+      tv[0].tv_nsec = tv[1].tv_nsec = UTIME_OMIT;
+      if (valid & FUSE_SET_ATTR_ATIME_NOW) tv[0].tv_nsec = UTIME_NOW;
+      else if (valid & FUSE_SET_ATTR_ATIME) tv[0] = attr->st_atim;
+      if (valid & FUSE_SET_ATTR_MTIME_NOW) tv[1].tv_nsec = UTIME_NOW;
+      else if (valid & FUSE_SET_ATTR_MTIME) tv[1] = attr->st_mtim;
+      int res = fi ? futimens(static_cast<int>(fi->fh), tv) : utimensat(AT_FDCWD, proc.c_str(), tv, 0);
+      if (res != 0) err = errno;
+      else {
+        // Record the resulting times (UTIME_NOW resolved) so the secondary gets the same values.
+        struct stat st;
+        Record r;
+        r.op = Op::Utimens;
+        r.atime = {0, UTIME_OMIT};
+        r.mtime = {0, UTIME_OMIT};
+        if (fstatat(in->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0) {
+          if (valid & FUSE_SET_ATTR_ATIME) r.atime = {st.st_atim.tv_sec, st.st_atim.tv_nsec};
+          if (valid & FUSE_SET_ATTR_MTIME) r.mtime = {st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
+        } else {
+          r.atime = {tv[0].tv_sec, tv[0].tv_nsec};
+          r.mtime = {tv[1].tv_sec, tv[1].tv_nsec};
+        }
+        submit(std::move(r));
+      }
+    }
+  }
+  for (uint64_t s : seqs) fs->Wait(s);
+  if (err) { fs->errors_++; return (void)fuse_reply_err(req, err); }
+  struct stat st;
+  if (fstatat(in->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return (void)fuse_reply_err(req, errno);
+  fuse_reply_attr(req, &st, fs->opts_.attr_timeout);
+}
+
+void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
+  char buf[PATH_MAX + 1];
+  ssize_t n = readlinkat(FsOf(req)->Get(ino)->fd, "", buf, sizeof buf);
+  if (n < 0) return (void)fuse_reply_err(req, errno);
+  if (n >= static_cast<ssize_t>(sizeof buf)) return (void)fuse_reply_err(req, ENAMETOOLONG);
+  buf[n] = 0;
+  fuse_reply_readlink(req, buf);
+}
+
+// mknod/mkdir/symlink share this: create under the ordering lock, record, reply with the entry.
+void MakeNode(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode, dev_t rdev, const char* link) {
+  Fs* fs = FsOf(req);
+  Inode* parent = fs->Get(parent_ino);
+  fuse_entry_param e;
+  uint64_t seq = 0;
+  int err = 0;
+  {
+    std::lock_guard<std::mutex> lk(fs->order_mu_);
+    int res;
+    if (link) res = symlinkat(link, parent->fd, name);
+    else if (S_ISDIR(mode)) res = mkdirat(parent->fd, name, mode & 07777);
+    else res = mknodat(parent->fd, name, mode, rdev);
+    if (res != 0) {
+      err = errno;
+    } else {
+      struct stat st;
+      fs->FixOwner(req, parent, name, link == nullptr, mode, &st);
+      Record r;
+      if (link) { r.op = Op::Symlink; r.path2 = link; }
+      else if (S_ISDIR(mode)) { r.op = Op::Mkdir; r.mode = st.st_mode & 07777; }
+      else { r.op = Op::Mknod; r.mode = st.st_mode; r.rdev = rdev; }
+      r.uid = st.st_uid;
+      r.gid = st.st_gid;
+      if (fs->ChildPath(parent, name, &r.path)) seq = fs->Submit(std::move(r));
+      else fs->unrecorded_++;
+      err = fs->Lookup(parent, name, &e);
+    }
+  }
+  fs->Wait(seq);
+  if (err) { fs->errors_++; return (void)fuse_reply_err(req, err); }
+  fuse_reply_entry(req, &e);
+}
+
+void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) { MakeNode(req, parent, name, mode, rdev, nullptr); }
+void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) { MakeNode(req, parent, name, S_IFDIR | mode, 0, nullptr); }
+void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) { MakeNode(req, parent, name, S_IFLNK | 0777, 0, link); }
+
+void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
+  Fs* fs = FsOf(req);
+  Inode* in = fs->Get(ino);
+  Inode* np = fs->Get(newparent);
+  fuse_entry_param e;
+  uint64_t seq = 0;
+  int err = 0;
+  {
+    std::lock_guard<std::mutex> lk(fs->order_mu_);
+    Record r;
+    r.op = Op::Link;
+    bool known = fs->PathOf(in, &r.path) && fs->ChildPath(np, newname, &r.path2);
+    if (linkat(AT_FDCWD, ProcPath(in->fd).c_str(), np->fd, newname, AT_SYMLINK_FOLLOW) != 0) {
+      err = errno;
+    } else {
+      if (known) seq = fs->Submit(std::move(r));
+      else fs->unrecorded_++;
+      // The existing inode keeps its recorded name unless it had none.
+      std::memset(&e, 0, sizeof e);
+      e.attr_timeout = fs->opts_.attr_timeout;
+      e.entry_timeout = fs->opts_.entry_timeout;
+      if (fstatat(in->fd, "", &e.attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) err = errno;
+      else {
+        {
+          std::lock_guard<std::mutex> tl(fs->table_mu_);
+          in->nlookup++;
+        }
+        std::lock_guard<std::mutex> pl(fs->paths_mu_);
+        if (in->detached || !in->parent) { in->parent = np->shared_from_this(); in->name = newname; in->detached = false; }
+        e.ino = ino;
+      }
+    }
+  }
+  fs->Wait(seq);
+  if (err) { fs->errors_++; return (void)fuse_reply_err(req, err); }
+  fuse_reply_entry(req, &e);
+}
+
+// After `name` in `parent` stopped naming inode `key`: if that was its recorded name, it has
+// none until a later lookup gives it one (writes to an open, unlinked file are not replicated).
+void DetachName(Fs* fs, Inode* parent, const char* name, const struct stat& st) {
+  std::shared_ptr<Inode> in;
+  {
+    std::lock_guard<std::mutex> lk(fs->table_mu_);
+    auto it = fs->table_.find(std::make_pair(st.st_dev, st.st_ino));
+    if (it == fs->table_.end()) return;
+    in = it->second;
+  }
+  std::lock_guard<std::mutex> lk(fs->paths_mu_);
+  if (in->parent.get() == parent && in->name == name) in->detached = true;
+}
+
+void RemoveEntry(fuse_req_t req, fuse_ino_t parent_ino, const char* name, bool dir) {
+  Fs* fs = FsOf(req);
+  Inode* parent = fs->Get(parent_ino);
+  uint64_t seq = 0;
+  int err = 0;
+  {
+    std::lock_guard<std::mutex> lk(fs->order_mu_);
+    struct stat st;
+    bool had = fstatat(parent->fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    if (unlinkat(parent->fd, name, dir ? AT_REMOVEDIR : 0) != 0) {
+      err = errno;
+    } else {
+      if (had) DetachName(fs, parent, name, st);
+      Record r;
+      r.op = dir ? Op::Rmdir : Op::Unlink;
+      if (fs->ChildPath(parent, name, &r.path)) seq = fs->Submit(std::move(r));
+      else fs->unrecorded_++;
+    }
+  }
+  fs->Wait(seq);
+  if (err) fs->errors_++;
+  fuse_reply_err(req, err);
+}
+
+void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) { RemoveEntry(req, parent, name, false); }
+void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) { RemoveEntry(req, parent, name, true); }
+
+void OpRename(fuse_req_t req, fuse_ino_t parent_ino, const char* name, fuse_ino_t newparent_ino, const char* newname, unsigned int flags) {
+  Fs* fs = FsOf(req);
+  Inode* p = fs->Get(parent_ino);
+  Inode* np = fs->Get(newparent_ino);
+  uint64_t seq = 0;
+  int err = 0;
+  {
+    std::lock_guard<std::mutex> lk(fs->order_mu_);
+    Record r;
+    r.op = Op::Rename;
+    r.flags = flags;
+    bool known = fs->ChildPath(p, name, &r.path) && fs->ChildPath(np, newname, &r.path2);
+    struct stat src, dst;
+    bool has_src = fstatat(p->fd, name, &src, AT_SYMLINK_NOFOLLOW) == 0;
+    bool has_dst = fstatat(np->fd, newname, &dst, AT_SYMLINK_NOFOLLOW) == 0;
+    if (renameat2(p->fd, name, np->fd, newname, flags) != 0) {
+      err = errno;
+    } else {
+      if (has_dst && !(flags & RENAME_EXCHANGE)) DetachName(fs, np, newname, dst);
+      std::shared_ptr<Inode> a, b;
+      {
+        std::lock_guard<std::mutex> tl(fs->table_mu_);
+        if (has_src) { auto it = fs->table_.find(std::make_pair(src.st_dev, src.st_ino)); if (it != fs->table_.end()) a = it->second; }
+        if (has_dst && (flags & RENAME_EXCHANGE)) { auto it = fs->table_.find(std::make_pair(dst.st_dev, dst.st_ino)); if (it != fs->table_.end()) b = it->second; }
+      }
+      {
+        std::lock_guard<std::mutex> pl(fs->paths_mu_);
+        if (a) { a->parent = np->shared_from_this(); a->name = newname; a->detached = false; }
+        if (b) { b->parent = p->shared_from_this(); b->name = name; b->detached = false; }
+      }
+      if (known) seq = fs->Submit(std::move(r));
+      else fs->unrecorded_++;
+    }
+  }
+  fs->Wait(seq);
+  if (err) fs->errors_++;
+  fuse_reply_err(req, err);
+}
+
+void OpOpendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
+  Fs* fs = FsOf(req);
+  int fd = openat(fs->Get(ino)->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return (void)fuse_reply_err(req, errno);
+  auto* d = new DirHandle();
+  d->dp = fdopendir(fd);
+  if (!d->dp) { int e = errno; close(fd); delete d; return (void)fuse_reply_err(req, e); }
+  fi->fh = reinterpret_cast<uintptr_t>(d);
+  fi->cache_readdir = 1;
+  fi->keep_cache = 1;
+  if (fuse_reply_open(req, fi) == -ENOENT) { closedir(d->dp); delete d; }
+}
+
+void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, struct fuse_file_info* fi) {
+  (void)ino;
+  auto* d = reinterpret_cast<DirHandle*>(fi->fh);
+  std::vector<char> buf(size);
+  char* p = buf.data();
+  size_t rem = size;
+  int err = 0;
+  if (offset != d->offset) {
+    seekdir(d->dp, offset);
+    d->entry = nullptr;
+    d->offset = offset;
+  }
+  for (;;) {
+    if (!d->entry) {
+      errno = 0;
+      d->entry = readdir(d->dp);
+      if (!d->entry) { err = errno; break; }
+    }
+    struct stat st;
+    std::memset(&st, 0, sizeof st);
+    st.st_ino = d->entry->d_ino;
+    st.st_mode = static_cast<mode_t>(d->entry->d_type) << 12;
+    size_t n = fuse_add_direntry(req, p, rem, d->entry->d_name, &st, d->entry->d_off);
+    if (n > rem) break;
+    p += n;
+    rem -= n;
+    d->offset = d->entry->d_off;
+    d->entry = nullptr;
+  }
+  if (err && rem == size) fuse_reply_err(req, err);
+  else fuse_reply_buf(req, buf.data(), size - rem);
+}
+
+void OpReleasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
+  (void)ino;
+  auto* d = reinterpret_cast<DirHandle*>(fi->fh);
+  closedir(d->dp);
+  delete d;
+  fuse_reply_err(req, 0);
+}
+
+void Fsync(fuse_req_t req, fuse_ino_t ino, int datasync, int fd) {
+  Fs* fs = FsOf(req);
+  int res = datasync ? fdatasync(fd) : fsync(fd);  // outside the ordering lock: may take ms
+  if (res != 0) { fs->errors_++; return (void)fuse_reply_err(req, errno); }
+  uint64_t seq = 0;
+  {
+    std::lock_guard<std::mutex> lk(fs->order_mu_);
+    Record r;
+    r.op = Op::Fsync;
+    r.flags = datasync ? 1 : 0;
+    if (fs->PathOf(fs->Get(ino), &r.path)) seq = fs->Submit(std::move(r));
+  }
+  fs->Wait(seq);
+  fuse_reply_err(req, 0);
+}
+
+void OpFsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info* fi) {
+  Fsync(req, ino, datasync, dirfd(reinterpret_cast<DirHandle*>(fi->fh)->dp));
+}
+
+int OpenFlags(int flags) {
+  // The kernel computes O_APPEND offsets from its i_size (we are the only writer): pwrite must
+  // write where the kernel says, which Linux ignores for an O_APPEND fd.
+  return (flags & ~(O_NOFOLLOW | O_APPEND | O_CREAT | O_EXCL)) | O_CLOEXEC;
+}
+
+void OpOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
+  Fs* fs = FsOf(req);
+  Inode* in = fs->Get(ino);
+  std::string proc = ProcPath(in->fd);
+  uint64_t seq = 0;
+  int fd;
+  bool trunc = (fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY;
+  if (trunc) {
+    std::string p;
+    if (fs->PathOf(in, &p)) fs->opts_.sink->BeforeApply(p, 0, UINT64_MAX);
+    std::lock_guard<std::mutex> lk(fs->order_mu_);
+    fd = open(proc.c_str(), OpenFlags(fi->flags));
+    if (fd >= 0) {
+      Record r;
+      r.op = Op::Truncate;
+      r.length = 0;
+      if (fs->PathOf(in, &r.path)) seq = fs->Submit(std::move(r));
+      else fs->unrecorded_++;
+    }
+  } else {
+    fd = open(proc.c_str(), OpenFlags(fi->flags));
+  }
+  int err = fd < 0 ? errno : 0;
+  fs->Wait(seq);
+  if (fd < 0) return (void)fuse_reply_err(req, err);
+  fi->fh = static_cast<uint64_t>(fd);
+  fi->keep_cache = 1;
+  if (fuse_reply_open(req, fi) == -ENOENT) close(fd);
+}
+
+void OpCreate(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode, struct fuse_file_info* fi) {
+  Fs* fs = FsOf(req);
+  Inode* parent = fs->Get(parent_ino);
+  fuse_entry_param e;
+  std::vector<uint64_t> seqs;
+  int err = 0;
+  int fd = -1;
+  {
+    std::lock_guard<std::mutex> lk(fs->order_mu_);
+    fd = openat(parent->fd, name, (OpenFlags(fi->flags) | O_CREAT) | (fi->flags & O_EXCL), mode);
+    if (fd < 0) {
+      err = errno;
+    } else {
+      struct stat st;
+      fs->FixOwner(req, parent, name, true, mode, &st);
+      std::string path;
+      if (fs->ChildPath(parent, name, &path)) {
+        Record r;
+        r.op = Op::Create;
+        r.path = path;
+        r.mode = st.st_mode & 07777;
+        r.flags = static_cast<uint32_t>(fi->flags);
+        r.uid = st.st_uid;
+        r.gid = st.st_gid;
+        seqs.push_back(fs->Submit(std::move(r)));
+        if ((fi->flags & O_TRUNC) && !(fi->flags & O_EXCL)) {
+          Record t;
+          t.op = Op::Truncate;
+          t.path = path;
+          seqs.push_back(fs->Submit(std::move(t)));
+        }
+      } else {
+        fs->unrecorded_++;
+      }
+      err = fs->Lookup(parent, name, &e);
+    }
+  }
+  for (uint64_t s : seqs) fs->Wait(s);
+  if (err) {
+    if (fd >= 0) close(fd);
+    fs->errors_++;
+    return (void)fuse_reply_err(req, err);
+  }
+  fi->fh = static_cast<uint64_t>(fd);
+  fi->keep_cache = 1;
+  if (fuse_reply_create(req, &e, fi) == -ENOENT) close(fd);
+}
+
+void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi) {
+  (void)ino;
+  Fs* fs = FsOf(req);
+  fs->Count(kStatRead);
+  struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+  buf.buf[0].flags = static_cast<enum fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  buf.buf[0].fd = static_cast<int>(fi->fh);
+  buf.buf[0].pos = off;
+  fs->bytes_read_.fetch_add(size, std::memory_order_relaxed);
+  fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off, struct fuse_file_info* fi) {
+  Fs* fs = FsOf(req);
+  Inode* in = fs->Get(ino);
+  std::string p0;
+  if (fs->PathOf(in, &p0)) fs->opts_.sink->BeforeApply(p0, static_cast<uint64_t>(off), size);
+  Record r;
+  r.op = Op::Write;
+  r.offset = static_cast<uint64_t>(off);
+  r.data.assign(reinterpret_cast<const uint8_t*>(data), reinterpret_cast<const uint8_t*>(data) + size);  // the one copy
+  uint64_t seq = 0;
+  ssize_t n;
+  int err = 0;
+  {
+    std::lock_guard<std::mutex> lk(fs->order_mu_);
+    n = pwrite(static_cast<int>(fi->fh), data, size, off);
+    if (n < 0) {
+      err = errno;
+    } else if (n > 0) {
+      // Recomputed under the lock: a concurrent rename may have moved the file.
+      if (fs->PathOf(in, &r.path)) {
+        r.data.resize(static_cast<size_t>(n));
+        r.length = static_cast<uint64_t>(n);
+        seq = fs->Submit(std::move(r));
+      } else {
+        fs->unrecorded_++;
+      }
+    }
+  }
+  if (err) { fs->errors_++; return (void)fuse_reply_err(req, err); }
+  fs->bytes_written_.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+  fs->Wait(seq);
+  fuse_reply_write(req, static_cast<size_t>(n));
+}
+
+void OpFlush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
+  (void)ino;
+  int res = close(dup(static_cast<int>(fi->fh)));
+  fuse_reply_err(req, res == -1 ? errno : 0);
+}
+
+void OpRelease(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
+  (void)ino;
+  close(static_cast<int>(fi->fh));
+  fuse_reply_err(req, 0);
+}
+
+void OpFsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info* fi) { Fsync(req, ino, datasync, static_cast<int>(fi->fh)); }
+
+void OpStatfs(fuse_req_t req, fuse_ino_t ino) {
+  struct statvfs s;
+  if (fstatvfs(FsOf(req)->Get(ino)->fd, &s) != 0) return (void)fuse_reply_err(req, errno);
+  fuse_reply_statfs(req, &s);
+}
+
+void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info* fi) {
+  Fs* fs = FsOf(req);
+  Inode* in = fs->Get(ino);
+  std::string p0;
+  if (fs->PathOf(in, &p0)) fs->opts_.sink->BeforeApply(p0, static_cast<uint64_t>(offset), static_cast<uint64_t>(length));
+  uint64_t seq = 0;
+  int err = 0;
+  {
+    std::lock_guard<std::mutex> lk(fs->order_mu_);
+    if (fallocate(static_cast<int>(fi->fh), mode, offset, length) != 0) {
+      err = errno;
+    } else {
+      Record r;
+      r.op = Op::Fallocate;
+      r.flags = static_cast<uint32_t>(mode);
+      r.offset = static_cast<uint64_t>(offset);
+      r.length = static_cast<uint64_t>(length);
+      if (fs->PathOf(in, &r.path)) seq = fs->Submit(std::move(r));
+      else fs->unrecorded_++;
+    }
+  }
+  fs->Wait(seq);
+  if (err) fs->errors_++;
+  fuse_reply_err(req, err);
+}
+
+void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  std::string proc = ProcPath(FsOf(req)->Get(ino)->fd);
+  if (size == 0) {
+    ssize_t n = getxattr(proc.c_str(), name, nullptr, 0);
+    if (n < 0) return (void)fuse_reply_err(req, errno);
+    return (void)fuse_reply_xattr(req, static_cast<size_t>(n));
+  }
+  std::vector<char> v(size);
+  ssize_t n = getxattr(proc.c_str(), name, v.data(), size);
+  if (n < 0) return (void)fuse_reply_err(req, errno);
+  fuse_reply_buf(req, v.data(), static_cast<size_t>(n));
+}
+
+void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  std::string proc = ProcPath(FsOf(req)->Get(ino)->fd);
+  if (size == 0) {
+    ssize_t n = listxattr(proc.c_str(), nullptr, 0);
+    if (n < 0) return (void)fuse_reply_err(req, errno);
+    return (void)fuse_reply_xattr(req, static_cast<size_t>(n));
+  }
+  std::vector<char> v(size);
+  ssize_t n = listxattr(proc.c_str(), v.data(), size);
+  if (n < 0) return (void)fuse_reply_err(req, errno);
+  fuse_reply_buf(req, v.data(), static_cast<size_t>(n));
+}
+
+void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
+  Fs* fs = FsOf(req);
+  Inode* in = fs->Get(ino);
+  std::string proc = ProcPath(in->fd);
+  uint64_t seq = 0;
+  int err = 0;
+  {
+    std::lock_guard<std::mutex> lk(fs->order_mu_);
+    if (setxattr(proc.c_str(), name, value, size, flags) != 0) {
+      err = errno;
+    } else {
+      Record r;
+      r.op = Op::SetXattr;
+      r.name = name;
+      r.flags = static_cast<uint32_t>(flags);
+      r.data.assign(reinterpret_cast<const uint8_t*>(value), reinterpret_cast<const uint8_t*>(value) + size);
+      if (fs->PathOf(in, &r.path)) seq = fs->Submit(std::move(r));
+      else fs->unrecorded_++;
+    }
+  }
+  fs->Wait(seq);
+  if (err) fs->errors_++;
+  fuse_reply_err(req, err);
+}
+
+void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  Fs* fs = FsOf(req);
+  Inode* in = fs->Get(ino);
+  std::string proc = ProcPath(in->fd);
+  uint64_t seq = 0;
+  int err = 0;
+  {
+    std::lock_guard<std::mutex> lk(fs->order_mu_);
+    if (removexattr(proc.c_str(), name) != 0) {
+      err = errno;
+    } else {
+      Record r;
+      r.op = Op::RemoveXattr;
+      r.name = name;
+      if (fs->PathOf(in, &r.path)) seq = fs->Submit(std::move(r));
+      else fs->unrecorded_++;
+    }
+  }
+  fs->Wait(seq);
+  if (err) fs->errors_++;
+  fuse_reply_err(req, err);
+}
+
+void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info* fi) {
+  (void)ino;
+  off_t res = lseek(static_cast<int>(fi->fh), off, whence);
+  if (res == -1) return (void)fuse_reply_err(req, errno);
+  fuse_reply_lseek(req, res);
+}
+
+struct fuse_lowlevel_ops MakeOps() {
+  struct fuse_lowlevel_ops ops;
+  std::memset(&ops, 0, sizeof ops);
+  ops.init = OpInit;
+  ops.lookup = OpLookup;
+  ops.forget = OpForget;
+  ops.forget_multi = OpForgetMulti;
+  ops.getattr = OpGetattr;
+  ops.setattr = OpSetattr;
+  ops.readlink = OpReadlink;
+  ops.mknod = OpMknod;
+  ops.mkdir = OpMkdir;
+  ops.symlink = OpSymlink;
+  ops.link = OpLink;
+  ops.unlink = OpUnlink;
+  ops.rmdir = OpRmdir;
+  ops.rename = OpRename;
+  ops.opendir = OpOpendir;
+  ops.readdir = OpReaddir;
+  ops.releasedir = OpReleasedir;
+  ops.fsyncdir = OpFsyncdir;
+  ops.open = OpOpen;
+  ops.create = OpCreate;
+  ops.read = OpRead;
+  ops.write = OpWrite;
+  ops.flush = OpFlush;
+  ops.release = OpRelease;
+  ops.fsync = OpFsync;
+  ops.statfs = OpStatfs;
+  ops.fallocate = OpFallocate;
+  ops.getxattr = OpGetxattr;
+  ops.listxattr = OpListxattr;
+  ops.setxattr = OpSetxattr;
+  ops.removexattr = OpRemovexattr;
+  ops.lseek = OpLseek;
+  return ops;
+}
+
+std::string EscapeOpt(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == ',' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+bool Fs::Start(std::string* code, std::string* err) {
+  if (StaleMountCleanup(opts_.dir, code, err) < 0) return false;
+  // Opened BEFORE mounting over it: the real directory stays reachable through this fd.
+  int fd = open(opts_.dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) { *code = "ERR_RFS_DIR"; *err = Errno("open " + opts_.dir, errno); return false; }
+  root_ = std::make_shared<Inode>();
+  root_->fd = fd;
+  root_->nlookup = 2;
+  struct stat st;
+  if (fstat(fd, &st) == 0) { root_->dev = st.st_dev; root_->ino = st.st_ino; }
+
+  std::string o = "allow_other,default_permissions,fsname=ha-rfs:" + EscapeOpt(opts_.dir) + ",subtype=ha";
+  const char* argv[] = {"ha-rfs", "-o", o.c_str()};
+  struct fuse_args args = FUSE_ARGS_INIT(3, const_cast<char**>(argv));
+  static const struct fuse_lowlevel_ops ops = MakeOps();
+  se_ = fuse_session_new(&args, &ops, sizeof ops, this);
+  if (!se_) { *code = "ERR_RFS_MOUNT"; *err = "fuse_session_new failed (see stderr)"; return false; }
+  if (fuse_session_mount(se_, opts_.dir.c_str()) != 0) {
+    fuse_session_destroy(se_);
+    se_ = nullptr;
+    *code = "ERR_RFS_MOUNT";
+    *err = "mounting FUSE over " + opts_.dir + " failed (root and /dev/fuse needed; see stderr)";
+    return false;
+  }
+  mounted_ = true;
+  MountEntry m;
+  if (TopMount(opts_.dir, &m) && IsOurFuse(m)) { conn_major_ = m.major; conn_minor_ = m.minor; }
+  cfg_ = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_max_threads(cfg_, opts_.max_threads);
+  fuse_loop_cfg_set_idle_threads(cfg_, opts_.max_threads);
+  fuse_loop_cfg_set_clone_fd(cfg_, 1);
+  loop_ = std::thread([this]() {
+    fuse_session_loop_mt(se_, cfg_);
+    {
+      std::lock_guard<std::mutex> lk(done_mu_);
+      loop_done_ = true;
+    }
+    done_cv_.notify_all();
+    if (!unmounting_) Emit("closed", "ERR_RFS_SESSION_ENDED", "the FUSE session over " + opts_.dir + " ended");
+  });
+  return true;
+}
+
+std::string Fs::Unmount(bool lazy, int timeout_ms, std::string* code) {
+  std::lock_guard<std::mutex> life(life_mu_);
+  if (!se_) return "";
+  unmounting_ = true;
+  std::string result;
+  if (mounted_) {
+    MountEntry m;
+    bool ours = TopMount(opts_.dir, &m) && IsOurFuse(m) && m.major == conn_major_ && m.minor == conn_minor_;
+    if (ours) {
+      if (umount2(opts_.dir.c_str(), 0) != 0) {
+        int e = errno;
+        if (!lazy) {
+          unmounting_ = false;
+          *code = e == EBUSY ? "ERR_RFS_BUSY" : "ERR_RFS_UNMOUNT";
+          return Errno("umount " + opts_.dir + (e == EBUSY ? " (files are open; use lazy)" : ""), e);
+        }
+        umount2(opts_.dir.c_str(), MNT_DETACH);
+      }
+    }
+    mounted_ = false;
+  }
+  // Wait for the session to end (the kernel ends it when the last reference goes); abort the
+  // connection after timeout_ms.
+  {
+    std::unique_lock<std::mutex> lk(done_mu_);
+    if (!done_cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms), [this] { return loop_done_; })) {
+      lk.unlock();
+      char path[96];
+      snprintf(path, sizeof path, "/sys/fs/fuse/connections/%u/abort", (conn_major_ << 20) | conn_minor_);
+      int afd = open(path, O_WRONLY | O_CLOEXEC);
+      if (afd >= 0) {
+        if (write(afd, "1", 1) < 0) {}
+        close(afd);
+      } else {
+        fuse_session_exit(se_);
+        result = Errno(std::string("abort FUSE connection (") + path + ")", errno);
+        *code = "ERR_RFS_UNMOUNT";
+      }
+      lk.lock();
+      done_cv_.wait_for(lk, std::chrono::seconds(5), [this] { return loop_done_; });
+      if (!loop_done_) {
+        // Cannot end it: leave the thread running rather than block forever.
+        loop_.detach();
+        *code = "ERR_RFS_UNMOUNT";
+        return "the FUSE session over " + opts_.dir + " did not end";
+      }
+    }
+  }
+  if (loop_.joinable()) loop_.join();
+  fuse_session_destroy(se_);
+  se_ = nullptr;
+  if (cfg_) { fuse_loop_cfg_destroy(cfg_); cfg_ = nullptr; }
+  {
+    std::lock_guard<std::mutex> lk(table_mu_);
+    table_.clear();
+  }
+  return result;
+}
+
+InterceptorStats Fs::Stats() const {
+  InterceptorStats s;
+  for (int i = 0; i < kStatSlots; i++) s.ops[i] = ops_[i].load(std::memory_order_relaxed);
+  s.bytes_written = bytes_written_;
+  s.bytes_read = bytes_read_;
+  s.errors = errors_;
+  s.not_replicated = not_replicated_;
+  s.unrecorded = unrecorded_;
+  s.max_write = max_write_;
+  {
+    std::lock_guard<std::mutex> lk(const_cast<Fs*>(this)->table_mu_);
+    s.inodes = table_.size();
+  }
+  return s;
+}
+
+}  // namespace
+
+const char* OpName(int op) {
+  static const char* names[] = {"read", "write", "truncate", "fallocate", "create", "mkdir", "mknod", "symlink",
+                                "unlink", "rmdir", "rename", "chmod", "chown", "utimens", "setxattr",
+                                "removexattr", "link", "fsync", "barrier"};
+  if (op >= 0 && op < static_cast<int>(sizeof names / sizeof names[0])) return names[op];
+  return nullptr;
+}
+
+std::shared_ptr<Interceptor> Interceptor::Mount(const InterceptorOptions& opts, InterceptorEventFn on_event, std::string* code, std::string* err) {
+  if (!opts.sink) { *code = "ERR_RFS_ARG"; *err = "no change sink"; return nullptr; }
+  auto fs = std::make_shared<Fs>(opts, std::move(on_event));
+  if (!fs->Start(code, err)) return nullptr;
+  return fs;
+}
+
+}  // namespace ha::rfs

@@ -1,0 +1,79 @@
+// The write interceptor: a libfuse3 low-level, multithreaded passthrough file system mounted OVER
+// a replicated directory on the primary. The directory is opened (O_PATH) before the mount, so
+// every operation reaches the real files underneath through *at() syscalls relative to fds
+// derived from it, while every process keeps using the same path.
+//
+// Each change is applied locally, described as a Record (record.h) and handed to a ChangeSink:
+//   BeforeApply (data ops, no lock) -> [ordering lock: local syscall + Submit] -> WaitAcked
+// then the reply goes to the kernel. Sequence order is therefore local apply order.
+//
+// When WaitAcked returns false (no secondary, link lost) the operation still SUCCEEDS locally:
+// the primary must keep serving its application when it goes ALONE; the sink tracks the change
+// as dirty for the later resynchronisation. The interceptor only counts it (stats.notReplicated)
+// and reports the transition through the event callback.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "record.h"
+
+namespace ha::rfs {
+
+struct InterceptorOptions {
+  std::string dir;                    // absolute, canonical path of the directory to mount over
+  std::shared_ptr<ChangeSink> sink;   // required
+  unsigned max_threads = 32;          // FUSE worker threads (they block in WaitAcked)
+  double attr_timeout = 86400;        // seconds: we are the only writer while primary
+  double entry_timeout = 86400;
+};
+
+// One event for JS: kind is "error", "replication" (message "lost"/"restored"), "stale" (a dead
+// mount of ours was detached before mounting), "closed" (the session ended).
+using InterceptorEventFn = std::function<void(const std::string& kind, const std::string& code, const std::string& message)>;
+
+// Counters index: Op values 1..18 (record.h); extra ones after.
+constexpr int kStatRead = 0;        // slot 0 is unused by Op: reads
+constexpr int kStatSlots = 32;
+
+// Lower-case name of an Op value (0 = "read"), or nullptr.
+const char* OpName(int op);
+
+struct InterceptorStats {
+  uint64_t ops[kStatSlots] = {0};  // by Op value; [0] = reads
+  uint64_t bytes_written = 0;
+  uint64_t bytes_read = 0;
+  uint64_t errors = 0;          // operations that failed locally (errno replied)
+  uint64_t not_replicated = 0;  // records whose WaitAcked returned false
+  uint64_t unrecorded = 0;      // changes applied locally that had no known path (open unlinked file)
+  uint64_t max_write = 0;       // negotiated with the kernel
+  uint64_t inodes = 0;          // inodes known to the kernel
+};
+
+class Interceptor {
+ public:
+  virtual ~Interceptor() = default;
+  // Mounts; on failure returns nullptr and sets *code (ERR_RFS_...) and *err.
+  static std::shared_ptr<Interceptor> Mount(const InterceptorOptions& opts, InterceptorEventFn on_event,
+                                            std::string* code, std::string* err);
+  // Unmounts. lazy=false: umount2(dir, 0) (fails with ERR_RFS_BUSY while files are open);
+  // lazy=true: detach, wait up to timeout_ms for the last open file to close, then abort the
+  // connection. Joins the FUSE threads. Idempotent. Returns "" or an error (code in *code).
+  virtual std::string Unmount(bool lazy, int timeout_ms, std::string* code) = 0;
+  virtual InterceptorStats Stats() const = 0;
+  virtual const std::string& Dir() const = 0;
+  virtual bool Mounted() const = 0;
+};
+
+// If the top mount at `dir` is a FUSE mount of ours (fstype fuse.ha, source ha-rfs:...) whose
+// daemon is gone (ENOTCONN), detach it (umount2 MNT_DETACH), repeatedly. Returns the number of
+// mounts detached, or -1 with *err set (e.g. a LIVE mount of ours is there: code ERR_RFS_MOUNTED).
+int StaleMountCleanup(const std::string& dir, std::string* code, std::string* err);
+
+// Read-only bind of dir over itself (secondary). Returns "" or an error.
+std::string ReadOnlyBind(const std::string& dir, std::string* code);
+std::string UndoReadOnlyBind(const std::string& dir, std::string* code);
+
+}  // namespace ha::rfs
