@@ -19,3 +19,4 @@
 export { nativeAvailable, nativeUnavailableReason, arpProbe, arpAnnounce } from './native.js';
 export type { NativeProbeResult } from './native.js';
 // rfs modules (write interceptor, replication transport) add their exports below.
+export * from './rfs-dirty.js';
