@@ -1,0 +1,347 @@
+#include "transport_sender.h"
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "transport_wire.h"
+
+namespace ha::rfs {
+
+namespace {
+
+constexpr size_t kBatchTarget = 256u << 10;  // frames grow up to this many plaintext bytes
+
+std::string PeerName(const sockaddr* sa) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (sa->sa_family == AF_INET) {
+    auto* in = reinterpret_cast<const sockaddr_in*>(sa);
+    inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+    port = ntohs(in->sin_port);
+    return std::string(host) + ":" + std::to_string(port);
+  }
+  auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
+  inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+  port = ntohs(in6->sin6_port);
+  return "[" + std::string(host) + "]:" + std::to_string(port);
+}
+
+void SetTimeouts(int fd, int ms) {
+  struct timeval tv;
+  tv.tv_sec = ms / 1000;
+  tv.tv_usec = (ms % 1000) * 1000;
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+// Non-blocking connect bounded by timeoutMs; returns a blocking socket or -1 with message.
+int ConnectTo(const std::string& host, int port, int timeoutMs, std::string& peer, std::string& message) {
+  struct addrinfo hints;
+  std::memset(&hints, 0, sizeof hints);
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  struct addrinfo* res = nullptr;
+  std::string svc = std::to_string(port);
+  int gai = getaddrinfo(host.c_str(), svc.c_str(), &hints, &res);
+  if (gai != 0) { message = "cannot resolve " + host + ": " + gai_strerror(gai); return -1; }
+  int fd = -1;
+  message = "no address for " + host;
+  for (auto* ai = res; ai; ai = ai->ai_next) {
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) { message = std::string("socket: ") + std::strerror(errno); continue; }
+    int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
+    if (rc < 0 && errno == EINPROGRESS) {
+      struct pollfd pfd = {fd, POLLOUT, 0};
+      rc = poll(&pfd, 1, timeoutMs);
+      if (rc == 0) { errno = ETIMEDOUT; rc = -1; }
+      else if (rc > 0) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err) { errno = err; rc = -1; } else rc = 0;
+      }
+    }
+    if (rc == 0) {
+      peer = PeerName(ai->ai_addr);
+      fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+      break;
+    }
+    message = "connect to " + PeerName(ai->ai_addr) + ": " + std::strerror(errno);
+    close(fd);
+    fd = -1;
+  }
+  freeaddrinfo(res);
+  return fd;
+}
+
+}  // namespace
+
+Sender::Sender(int fd, const SenderOptions& opts) : fd_(fd), opts_(opts) {}
+
+std::shared_ptr<Sender> Sender::Connect(const std::string& host, int port, const std::vector<uint8_t>& key,
+                                        const SenderOptions& opts, std::string& code, std::string& message) {
+  std::string peer;
+  int fd = ConnectTo(host, port, opts.connectTimeoutMs, peer, message);
+  if (fd < 0) { code = "ERR_RFS_CONNECT"; return nullptr; }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  SetTimeouts(fd, opts.connectTimeoutMs);
+  ChannelKeys keys;
+  if (!Handshake(fd, key, true, keys, code, message)) { close(fd); message = peer + ": " + message; return nullptr; }
+  std::shared_ptr<Sender> s(new Sender(fd, opts));
+  s->peer_ = peer;
+  if (!s->tx_.Init(keys.send, true) || !s->rx_.Init(keys.recv, false)) {
+    code = "ERR_RFS_AUTH"; message = "cipher initialisation failed"; return nullptr;
+  }
+  // The receiver's first sealed frame is its acceptance (an ack 0/0).
+  std::vector<uint8_t> buf;
+  size_t n = 0;
+  if (!ReadFrame(fd, s->rx_, buf, n, code, message)) {
+    if (code == "ERR_RFS_LINK") { code = "ERR_RFS_AUTH"; message = "the receiver closed the connection during the handshake (wrong key?)"; }
+    message = peer + ": " + message;
+    return nullptr;  // the destructor closes fd
+  }
+  if (n != wire::kAckLen || buf[0] != wire::kMsgAck) { code = "ERR_RFS_AUTH"; message = peer + ": unexpected first frame"; return nullptr; }
+  SetTimeouts(fd, 0);
+  s->writer_ = std::thread([p = s.get()] { p->WriterLoop(); });
+  s->acker_ = std::thread([p = s.get()] { p->AckLoop(); });
+  return s;
+}
+
+Sender::~Sender() {
+  Close();
+}
+
+void Sender::Close() {
+  {
+    std::lock_guard<std::mutex> lk(closeMu_);
+    if (closed_) return;
+    closed_ = true;
+  }
+  Lose("ERR_RFS_CLOSED", "sender closed");
+  if (writer_.joinable()) writer_.join();
+  if (acker_.joinable()) acker_.join();
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+}
+
+void Sender::OnLost(LostFn fn) {
+  std::lock_guard<std::mutex> lk(mu_);
+  lostFns_.push_back(std::move(fn));
+}
+
+bool Sender::Lost() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return lost_;
+}
+
+void Sender::Lose(const char* code, const std::string& reason) {
+  std::vector<LostFn> fns;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (lost_) return;
+    lost_ = true;
+    lostCode_ = code;
+    lostReason_ = reason;
+    queue_.clear();  // unsent data is dropped; its metadata stays in unacked_
+    fns = lostFns_;
+  }
+  ackCv_.notify_all();
+  queueCv_.notify_all();
+  if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
+  for (auto& fn : fns) fn(code, reason);
+}
+
+uint64_t Sender::Submit(Record&& r) {
+  // A write larger than one frame's record limit goes as several records (the last seq covers all).
+  if (r.op == Op::Write && r.data.size() > wire::kMaxRecordData) {
+    uint64_t last = 0;
+    size_t off = 0;
+    while (off < r.data.size()) {
+      size_t n = std::min(wire::kMaxRecordData, r.data.size() - off);
+      Record part;
+      part.op = Op::Write;
+      part.path = r.path;
+      part.offset = r.offset + off;
+      part.data.assign(r.data.begin() + off, r.data.begin() + off + n);
+      last = Submit(std::move(part));
+      off += n;
+    }
+    return last;
+  }
+  size_t bytes = wire::EncodedSize(r);
+  bool overflow = false;
+  uint64_t seq;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    seq = ++nextSeq_;
+    r.seq = seq;
+    Pending p;
+    p.rec.seq = seq;
+    p.rec.op = r.op;
+    p.rec.path = r.path;
+    p.rec.path2 = r.path2;
+    p.rec.offset = r.offset;
+    p.rec.length = r.op == Op::Write ? r.data.size() : r.length;
+    p.bytes = bytes;
+    unacked_.push_back(std::move(p));
+    if (lost_) return seq;
+    if (pendingBytes_ > 0 && pendingBytes_ + bytes > opts_.maxQueueBytes) {
+      overflow = true;
+    } else {
+      pendingBytes_ += bytes;
+      queue_.push_back(std::move(r));
+    }
+  }
+  if (overflow) {
+    Lose("ERR_RFS_QUEUE_FULL", "replication queue overflow: the secondary fell behind by more than " +
+                                   std::to_string(opts_.maxQueueBytes) + " bytes");
+  } else {
+    queueCv_.notify_one();
+  }
+  return seq;
+}
+
+bool Sender::WaitAcked(uint64_t seq) {
+  std::unique_lock<std::mutex> lk(mu_);
+  if (AckedLocked() >= seq) return true;
+  if (lost_) return false;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.ackTimeoutMs);
+  while (!lost_ && AckedLocked() < seq) {
+    if (ackCv_.wait_until(lk, deadline) == std::cv_status::timeout && !lost_ && AckedLocked() < seq) {
+      lk.unlock();
+      Lose("ERR_RFS_ACK_TIMEOUT", "seq " + std::to_string(seq) + " not acknowledged within " +
+                                      std::to_string(opts_.ackTimeoutMs) + " ms");
+      return false;
+    }
+  }
+  return AckedLocked() >= seq;
+}
+
+std::vector<UnackedRecord> Sender::TakeUnacked() {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::vector<UnackedRecord> out;
+  out.reserve(unacked_.size());
+  if (lost_) {
+    for (auto& p : unacked_) out.push_back(std::move(p.rec));
+    unacked_.clear();
+    pendingBytes_ = 0;
+  } else {
+    for (auto& p : unacked_) out.push_back(p.rec);
+  }
+  return out;
+}
+
+SenderStats Sender::Stats() {
+  std::lock_guard<std::mutex> lk(mu_);
+  SenderStats s;
+  s.submitted = nextSeq_;
+  s.received = received_;
+  s.applied = applied_;
+  s.pendingBytes = pendingBytes_;
+  s.queuedRecords = queue_.size();
+  s.bytesSent = bytesSent_;
+  s.framesSent = framesSent_;
+  s.lost = lost_;
+  s.lostCode = lostCode_;
+  s.lostReason = lostReason_;
+  return s;
+}
+
+void Sender::WriterLoop() {
+  std::vector<Record> batch;
+  std::vector<uint8_t> out;
+  while (true) {
+    size_t plain = 0;
+    batch.clear();
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      queueCv_.wait(lk, [&] { return lost_ || !queue_.empty(); });
+      if (lost_) return;
+      while (!queue_.empty()) {
+        size_t sz = wire::EncodedSize(queue_.front());
+        if (!batch.empty() && (plain + sz > kBatchTarget || plain + sz > kMaxFramePlain)) break;
+        plain += sz;
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    out.resize(kFrameHeader + plain + kTagLen);
+    uint8_t* p = tx_.Begin(out.data(), plain);
+    uint8_t hdr[wire::kRecordHeader];
+    for (auto& r : batch) {
+      wire::EncodeHeader(r, hdr);
+      p = tx_.Update(p, hdr, sizeof hdr);
+      p = tx_.Update(p, r.path.data(), r.path.size());
+      p = tx_.Update(p, r.path2.data(), r.path2.size());
+      p = tx_.Update(p, r.name.data(), r.name.size());
+      p = tx_.Update(p, r.data.data(), r.data.size());
+    }
+    tx_.Finish(p);
+    batch.clear();  // frees the write data before the (possibly slow) send
+    if (!WriteAll(fd_, out.data(), out.size())) {
+      Lose("ERR_RFS_LINK", std::string("link down: send to ") + peer_ + ": " + std::strerror(errno));
+      return;
+    }
+    if (out.capacity() > (8u << 20)) out = std::vector<uint8_t>();
+    std::lock_guard<std::mutex> lk(mu_);
+    bytesSent_ += out.size();
+    framesSent_++;
+  }
+}
+
+void Sender::OnAck(uint64_t received, uint64_t applied) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (received > received_) received_ = received;
+    if (applied > applied_) applied_ = applied;
+    uint64_t acked = AckedLocked();
+    while (!unacked_.empty() && unacked_.front().rec.seq <= acked) {
+      pendingBytes_ -= std::min<uint64_t>(pendingBytes_, unacked_.front().bytes);
+      unacked_.pop_front();
+    }
+  }
+  ackCv_.notify_all();
+}
+
+void Sender::AckLoop() {
+  std::vector<uint8_t> buf;
+  while (true) {
+    size_t n = 0;
+    std::string code, message;
+    if (!ReadFrame(fd_, rx_, buf, n, code, message)) {
+      Lose(code.c_str(), message + " (from " + peer_ + ")");
+      return;
+    }
+    size_t i = 0;
+    while (i < n) {
+      uint8_t t = buf[i];
+      if (t == wire::kMsgAck && n - i >= wire::kAckLen) {
+        OnAck(wire::Get64(&buf[i + 1]), wire::Get64(&buf[i + 9]));
+        i += wire::kAckLen;
+      } else if (t == wire::kMsgFailed && n - i >= 17) {
+        uint64_t seq = wire::Get64(&buf[i + 1]);
+        int err = static_cast<int>(wire::Get32(&buf[i + 9]));
+        size_t pl = wire::Get32(&buf[i + 13]);
+        std::string path(reinterpret_cast<const char*>(&buf[i + 17]), std::min(pl, n - i - 17));
+        Lose("ERR_RFS_APPLY", "the secondary could not apply seq " + std::to_string(seq) + " on '" + path +
+                                  "': " + std::strerror(err));
+        return;
+      } else {
+        Lose("ERR_RFS_FRAME", "malformed message from the receiver " + peer_);
+        return;
+      }
+    }
+  }
+}
+
+}  // namespace ha::rfs

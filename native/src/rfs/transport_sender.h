@@ -1,0 +1,119 @@
+// The primary's half of replication: a ChangeSink that streams Records to the secondary's
+// receiver over a secure channel (channel.h) and waits for its cumulative acknowledgements.
+//
+// Threads: the caller's (Submit never touches the network; WaitAcked waits on a condition
+// variable), a writer thread (batches queued records into sealed frames, encrypting straight
+// from each record's buffer into the output buffer) and an ack thread (reads acks, wakes waiters).
+// Any failure (link down, ack timeout, queue overflow, the secondary failing to apply) puts the
+// sender in the final state "lost": WaitAcked returns false at once, and TakeUnacked lists what
+// was submitted but not acknowledged. Reconnecting means a new Sender.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "channel.h"
+#include "record.h"
+
+namespace ha::rfs {
+
+enum class AckMode { Received, Written };
+
+struct SenderOptions {
+  AckMode mode = AckMode::Written;
+  int ackTimeoutMs = 2000;
+  size_t maxQueueBytes = 64u << 20;  // submitted but not acknowledged (bytes on the wire)
+  int connectTimeoutMs = 5000;
+};
+
+// What the dirty tracker needs to know of a change that was not acknowledged.
+struct UnackedRecord {
+  uint64_t seq = 0;
+  Op op = Op::Barrier;
+  std::string path;
+  std::string path2;
+  uint64_t offset = 0;
+  uint64_t length = 0;  // Write: data length; Truncate: new size; Fallocate: length
+};
+
+struct SenderStats {
+  uint64_t submitted = 0;    // last seq assigned
+  uint64_t received = 0;     // acked as received up to
+  uint64_t applied = 0;      // acked as applied up to
+  uint64_t pendingBytes = 0; // submitted, not acknowledged
+  uint64_t queuedRecords = 0;// not yet sent
+  uint64_t bytesSent = 0;    // frame bytes written to the socket
+  uint64_t framesSent = 0;
+  bool lost = false;
+  std::string lostCode;
+  std::string lostReason;
+};
+
+class Sender : public ChangeSink, public std::enable_shared_from_this<Sender> {
+ public:
+  // Connects to host:port, runs the handshake, waits for the receiver's acceptance and starts the
+  // threads. Returns null with code (ERR_RFS_CONNECT, ERR_RFS_AUTH, ERR_RFS_LINK) and message.
+  static std::shared_ptr<Sender> Connect(const std::string& host, int port, const std::vector<uint8_t>& key,
+                                         const SenderOptions& opts, std::string& code, std::string& message);
+  ~Sender() override;
+
+  uint64_t Submit(Record&& r) override;
+  bool WaitAcked(uint64_t seq) override;
+
+  // Once lost: moves out every record submitted but not acknowledged (in seq order), records
+  // submitted later are added to the next call. While replicating: a snapshot (not cleared).
+  std::vector<UnackedRecord> TakeUnacked();
+
+  // Called once, on the thread that detected the loss (code, reason). Add before use.
+  using LostFn = std::function<void(const std::string& code, const std::string& reason)>;
+  void OnLost(LostFn fn);
+
+  SenderStats Stats();
+  std::string Peer() const { return peer_; }
+  bool Lost();
+  // Stops the threads and closes the socket (lost with ERR_RFS_CLOSED if it was still up).
+  void Close();
+
+  Sender(const Sender&) = delete;
+  Sender& operator=(const Sender&) = delete;
+
+ private:
+  Sender(int fd, const SenderOptions& opts);
+  void Lose(const char* code, const std::string& reason);
+  void WriterLoop();
+  void AckLoop();
+  void OnAck(uint64_t received, uint64_t applied);
+  uint64_t AckedLocked() const { return opts_.mode == AckMode::Received ? received_ : applied_; }
+
+  int fd_;
+  SenderOptions opts_;
+  std::string peer_;
+  FrameCipher tx_, rx_;
+
+  std::mutex mu_;
+  std::condition_variable ackCv_;
+  std::condition_variable queueCv_;
+  std::deque<Record> queue_;  // not yet sent (owns the data)
+  struct Pending { UnackedRecord rec; size_t bytes; };
+  std::deque<Pending> unacked_;  // submitted, not acknowledged (metadata only)
+  uint64_t nextSeq_ = 0;
+  uint64_t received_ = 0, applied_ = 0;
+  uint64_t pendingBytes_ = 0;
+  uint64_t bytesSent_ = 0, framesSent_ = 0;
+  bool lost_ = false;
+  std::string lostCode_, lostReason_;
+  std::vector<LostFn> lostFns_;
+
+  std::mutex closeMu_;
+  bool closed_ = false;
+  std::thread writer_, acker_;
+};
+
+}  // namespace ha::rfs
