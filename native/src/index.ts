@@ -20,3 +20,4 @@ export { nativeAvailable, nativeUnavailableReason, arpProbe, arpAnnounce } from 
 export type { NativeProbeResult } from './native.js';
 // rfs modules (write interceptor, replication transport) add their exports below.
 export * from './rfs-dirty.js';
+export * from './rfs-fuse.js';

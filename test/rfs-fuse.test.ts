@@ -1,0 +1,367 @@
+/**
+ * The write interceptor (native FUSE, src/rfs/fuse*.cc) with real mounts over temp directories:
+ * changes made by real processes (python3, dd) through the mount are applied underneath and
+ * reach the sink as the expected records, in order; the sink refusing acks does not fail the
+ * application; a SIGKILLed owner leaves ENOTCONN that staleMountCleanup / the next mount fix;
+ * the read-only bind refuses writes. Needs root and /dev/fuse (labTest skips visibly otherwise).
+ */
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync, lstatSync, readlinkSync, existsSync, promises as fsp } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { ExecutionContext } from 'ava';
+import { labTest } from './lab/ava.js';
+import {
+  createTestSink, fnv1a64, mountInterceptor, readOnlyBind, staleMountCleanup, undoReadOnlyBind,
+  type Interceptor, type TestSinkRecord,
+} from '../native/src/index.js';
+
+const run = promisify(execFile);
+const test = labTest;
+
+interface Env { base: string; dir: string; under: string }
+
+/** A temp dir `dir` (the replicated one) and `under`: a private bind of it taken before any mount, to see the real files. */
+async function setup(t: ExecutionContext, files: Record<string, string> = {}): Promise<Env> {
+  const base = mkdtempSync(join(tmpdir(), 'rfs-fuse-'));
+  await run("chmod", ["755", base]);
+  const dir = join(base, 'data');
+  const under = join(base, 'under');
+  mkdirSync(dir);
+  mkdirSync(under);
+  for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
+  await run('mount', ['--bind', dir, under]);
+  await run('mount', ['--make-private', under]);
+  t.teardown(async () => {
+    // Unmount whatever is still on dir (interceptor, read-only bind), then the bind, then remove.
+    for (let i = 0; i < 4; i++) await run('umount', ['-l', dir]).catch(() => {});
+    await run('umount', ['-l', under]).catch(() => {});
+    rmSync(base, { recursive: true, force: true });
+  });
+  return { base, dir, under };
+}
+
+function track(t: ExecutionContext, icpt: Interceptor): void {
+  t.teardown(() => icpt.unmount({ lazy: true, timeoutMs: 1000 }).catch(() => {}));
+}
+
+async function py(script: string, ...args: string[]): Promise<string> {
+  const { stdout } = await run('python3', ['-c', script, ...args]);
+  return stdout;
+}
+
+const oct = (m: number): string => (m & 0o7777).toString(8).padStart(4, '0');
+
+/** One line per record: what the test compares. */
+function show(r: TestSinkRecord): string {
+  switch (r.op) {
+    case 'write': return `write ${r.path} @${r.offset}+${r.dataLength} ${r.dataHash}`;
+    case 'truncate': return `truncate ${r.path} ${r.length}`;
+    case 'fallocate': return `fallocate ${r.path} mode${r.flags} @${r.offset}+${r.length}`;
+    case 'create': return `create ${r.path} ${oct(r.mode)} ${r.uid}:${r.gid}`;
+    case 'mkdir': return `mkdir ${r.path} ${oct(r.mode)} ${r.uid}:${r.gid}`;
+    case 'mknod': return `mknod ${r.path} ${(r.mode & 0o170000) === 0o010000 ? 'fifo' : r.mode.toString(8)} ${oct(r.mode)}`;
+    case 'symlink': return `symlink ${r.path} -> ${r.path2}`;
+    case 'link': return `link ${r.path} -> ${r.path2}`;
+    case 'rename': return `rename ${r.path} -> ${r.path2} flags${r.flags}`;
+    case 'chmod': return `chmod ${r.path} ${oct(r.mode)}`;
+    case 'chown': return `chown ${r.path} ${r.uid}:${r.gid}`;
+    case 'utimens': return `utimens ${r.path} ${r.atime.sec}.${r.atime.nsec} ${r.mtime.sec}.${r.mtime.nsec}`;
+    case 'setxattr': return `setxattr ${r.path} ${r.name}=${r.data?.toString() ?? ''}`;
+    case 'removexattr': return `removexattr ${r.path} ${r.name}`;
+    case 'fsync': return `fsync ${r.path}${r.flags === 1 ? ' data' : ''}`;
+    default: return `${r.op} ${r.path}`;
+  }
+}
+
+const h = (s: string | Buffer): string => fnv1a64(typeof s === 'string' ? Buffer.from(s) : s);
+
+test.serial('[lab] mounted over a directory with files: same content through the mount, reads not recorded, max_write 1 MiB', async (t) => {
+  const env = await setup(t, { 'a.txt': 'alpha', 'b.bin': 'x'.repeat(300_000) });
+  const icpt = mountInterceptor({ dir: env.dir, sink: 'test' });
+  track(t, icpt);
+  const { stdout } = await run('findmnt', ['-n', '-o', 'FSTYPE,SOURCE', env.dir]);
+  t.is(stdout.trim(), `fuse.ha ha-rfs:${env.dir}`);
+  t.is(readFileSync(join(env.dir, 'a.txt'), 'utf8'), 'alpha');
+  t.is((await py('import sys;print(len(open(sys.argv[1],"rb").read()))', join(env.dir, 'b.bin'))).trim(), '300000');
+  t.deepEqual((await fsp.readdir(env.dir)).sort(), ['a.txt', 'b.bin']);
+  t.deepEqual(icpt.testSink!.takeRecords(), []);
+  const s = icpt.stats();
+  t.is(s.maxWrite, 1 << 20);
+  t.true(s.ops['read']! >= 1);
+  t.true(icpt.mounted);
+  await icpt.unmount();
+  t.false(icpt.mounted);
+  const after = await run('findmnt', ['-n', env.dir]).catch(() => ({ stdout: '' }));
+  t.is(after.stdout.trim(), '');
+  t.is(readFileSync(join(env.dir, 'a.txt'), 'utf8'), 'alpha');
+});
+
+const SCRIPT = String.raw`
+import os, sys, ctypes
+d = sys.argv[1]
+P = lambda *a: os.path.join(d, *a)
+libc = ctypes.CDLL(None, use_errno=True)
+def renameat2(a, b, flags):
+    if libc.renameat2(-100, a.encode(), -100, b.encode(), flags) != 0:
+        raise OSError(ctypes.get_errno(), 'renameat2')
+fd = os.open(P('f'), os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o640)
+os.pwrite(fd, b'hello', 0)
+os.pwrite(fd, b'XY', 100)
+os.close(fd)
+fd = os.open(P('f'), os.O_WRONLY | os.O_APPEND); os.write(fd, b'tail'); os.close(fd)
+os.truncate(P('f'), 50)
+fd = os.open(P('f'), os.O_RDWR); os.posix_fallocate(fd, 0, 8192); os.fsync(fd); os.fdatasync(fd); os.close(fd)
+os.mkdir(P('d'), 0o750)
+os.mkfifo(P('d', 'fifo'), 0o600)
+os.symlink('../f', P('d', 'ln'))
+os.link(P('f'), P('d', 'hard'))
+fd = os.open(P('d', 'g'), os.O_CREAT | os.O_WRONLY, 0o644); os.write(fd, b'g' * 10000); os.close(fd)
+os.rename(P('d'), P('e'))
+fd = os.open(P('e', 'g'), os.O_WRONLY); os.pwrite(fd, b'Z', 5); os.close(fd)
+os.rename(P('e', 'g'), P('f'))
+os.unlink(P('e', 'hard'))
+open(P('x'), 'w').write('xx')
+open(P('y'), 'w').write('yyy')
+renameat2(P('x'), P('y'), 2)
+os.chmod(P('f'), 0o600)
+os.chown(P('f'), 1234, 5678)
+os.utime(P('f'), ns=(1000000000123, 2000000000456))
+os.setxattr(P('f'), 'user.k', b'v1')
+os.setxattr(P('f'), 'user.keep', b'v2')
+os.removexattr(P('f'), 'user.k')
+os.unlink(P('e', 'fifo')); os.unlink(P('e', 'ln')); os.rmdir(P('e'))
+`;
+
+test.serial('[lab] a script of changes produces exactly the expected records, in order, with paths after directory renames; the files underneath are right', async (t) => {
+  const env = await setup(t);
+  const icpt = mountInterceptor({ dir: env.dir, sink: 'test' });
+  track(t, icpt);
+  await py(SCRIPT, env.dir);
+  const recs = icpt.testSink!.takeRecords();
+  t.deepEqual(recs.map((r) => r.seq), recs.map((_, i) => i + 1), 'sequence numbers follow the order');
+  const got = recs.map(show);
+  const expected = [
+    'create f 0640 0:0',
+    `write f @0+5 ${h('hello')}`,
+    `write f @100+2 ${h('XY')}`,
+    `write f @102+4 ${h('tail')}`,
+    'truncate f 50',
+    'fallocate f mode0 @0+8192',
+    'fsync f',
+    'fsync f data',
+    'mkdir d 0750 0:0',
+    'mknod d/fifo fifo 0600',
+    'symlink d/ln -> ../f',
+    'link f -> d/hard',
+    'create d/g 0644 0:0',
+    `write d/g @0+10000 ${h('g'.repeat(10000))}`,
+    'rename d -> e flags0',
+    `write e/g @5+1 ${h('Z')}`,
+    'rename e/g -> f flags0',
+    'unlink e/hard',
+    'create x 0644 0:0',
+    'truncate x 0', // open(O_CREAT|O_TRUNC): redundant for a new file, needed for an existing one
+    `write x @0+2 ${h('xx')}`,
+    'create y 0644 0:0',
+    'truncate y 0',
+    `write y @0+3 ${h('yyy')}`,
+    'rename x -> y flags2',
+    'chmod f 0600',
+    'chown f 1234:5678',
+    'utimens f 1000.123 2000.456',
+    'setxattr f user.k=v1',
+    'setxattr f user.keep=v2',
+    'removexattr f user.k',
+    'unlink e/fifo',
+    'unlink e/ln',
+    'rmdir e',
+  ];
+  t.deepEqual(got, expected);
+  t.true(icpt.testSink!.beforeApply >= 7, 'BeforeApply called for data changes');
+  // Underneath: the real directory holds the result.
+  const f = join(env.under, 'f');
+  const g = Buffer.from('g'.repeat(10000)); g[5] = 'Z'.charCodeAt(0);
+  t.deepEqual(readFileSync(f), g);
+  const st = statSync(f);
+  t.is(st.mode & 0o7777, 0o600);
+  t.is(st.uid, 1234);
+  t.is(st.gid, 5678);
+  t.is(st.mtimeMs, 2000000.000456);
+  t.is((await py('import os,sys;print(sorted(os.listxattr(sys.argv[1])))', f)).trim(), "['user.keep']");
+  t.is(readFileSync(join(env.under, 'x'), 'utf8'), 'yyy');
+  t.is(readFileSync(join(env.under, 'y'), 'utf8'), 'xx');
+  t.false(existsSync(join(env.under, 'e')));
+  t.deepEqual((await fsp.readdir(env.under)).sort(), ['f', 'x', 'y']);
+  const s = icpt.stats();
+  t.is(s.ops['write'], 7);
+  t.is(s.notReplicated, 0);
+  t.is(s.unrecorded, 0);
+});
+
+test.serial('[lab] new nodes belong to the calling user (not to the root daemon), with the mode asked for', async (t) => {
+  const env = await setup(t);
+  await run('chmod', ['1777', env.dir]);
+  const icpt = mountInterceptor({ dir: env.dir, sink: 'test' });
+  track(t, icpt);
+  await py(String.raw`
+import os, sys
+os.setgid(4321); os.setuid(4321)
+os.umask(0o022)
+open(os.path.join(sys.argv[1], 'mine'), 'w').write('m')
+os.mkdir(os.path.join(sys.argv[1], 'sub'), 0o775)
+`, env.dir);
+  const recs = icpt.testSink!.takeRecords().map(show);
+  t.deepEqual(recs, ['create mine 0644 4321:4321', 'truncate mine 0', `write mine @0+1 ${h('m')}`, 'mkdir sub 0755 4321:4321']);
+  const st = lstatSync(join(env.under, 'mine'));
+  t.is(st.uid, 4321);
+  t.is(st.gid, 4321);
+  t.is(st.mode & 0o777, 0o644);
+  t.is(lstatSync(join(env.under, 'sub')).uid, 4321);
+});
+
+test.serial('[lab] a symlink and open(O_TRUNC) are recorded; the link target is verbatim', async (t) => {
+  const env = await setup(t, { big: 'z'.repeat(5000) });
+  const icpt = mountInterceptor({ dir: env.dir, sink: 'test' });
+  track(t, icpt);
+  await py(String.raw`
+import os, sys
+d = sys.argv[1]
+open(os.path.join(d, 'big'), 'w').write('small')
+os.symlink('/nowhere/at all', os.path.join(d, 'abs'))
+`, env.dir);
+  const recs = icpt.testSink!.takeRecords().map(show);
+  t.deepEqual(recs, ['truncate big 0', `write big @0+5 ${h('small')}`, 'symlink abs -> /nowhere/at all']);
+  t.is(readFileSync(join(env.under, 'big'), 'utf8'), 'small');
+  t.is(readlinkSync(join(env.under, 'abs')), '/nowhere/at all');
+});
+
+test.serial('[lab] the sink refusing acks: writes still succeed locally (the primary goes on ALONE), counted as not replicated, one replication event', async (t) => {
+  const env = await setup(t);
+  const sink = createTestSink({ refuse: true });
+  const icpt = mountInterceptor({ dir: env.dir, sink });
+  track(t, icpt);
+  const events: boolean[] = [];
+  icpt.on('replication', (ok) => events.push(ok));
+  await run('dd', ['if=/dev/zero', `of=${join(env.dir, 'w')}`, 'bs=64k', 'count=16', 'conv=fsync', 'status=none']);
+  t.is(statSync(join(env.under, 'w')).size, 16 * 65536);
+  const s = icpt.stats();
+  t.true(s.notReplicated >= 18, `notReplicated ${s.notReplicated}`); // create + 16 writes + fsync
+  t.is(s.errors, 0);
+  sink.configure({ refuse: false });
+  await run('dd', ['if=/dev/zero', `of=${join(env.dir, 'w2')}`, 'bs=4k', 'count=1', 'status=none']);
+  // Events travel through a ThreadSafeFunction: give the JS loop a turn.
+  for (let i = 0; i < 50 && events.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+  t.deepEqual(events, [false, true]);
+  t.true(sink.takeRecords().length >= 20);
+});
+
+test.serial('[lab] unmount refuses while a file is open (ERR_RFS_BUSY), lazy unmount detaches', async (t) => {
+  const env = await setup(t, { a: 'a' });
+  const icpt = mountInterceptor({ dir: env.dir, sink: 'test' });
+  track(t, icpt);
+  const child = spawn('python3', ['-c', 'import sys,time; f=open(sys.argv[1]); print("open", flush=True); time.sleep(30)', join(env.dir, 'a')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => { child.kill('SIGKILL'); });
+  await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+  const err = await t.throwsAsync(icpt.unmount());
+  t.is((err as { code?: string }).code, 'ERR_RFS_BUSY');
+  t.true(icpt.mounted);
+  child.kill('SIGKILL');
+  await new Promise((r) => child.once('exit', r));
+  await icpt.unmount({ lazy: true, timeoutMs: 3000 });
+  t.false(icpt.mounted);
+  t.is(readFileSync(join(env.dir, 'a'), 'utf8'), 'a');
+});
+
+const CHILD = (dir: string): string => `
+const m = await import(${JSON.stringify(new URL('../native/src/rfs-fuse.ts', import.meta.url).pathname)});
+m.mountInterceptor({ dir: ${JSON.stringify(dir)}, sink: 'test' });
+console.log('mounted');
+setInterval(() => {}, 1000);
+`;
+
+async function mountInChildAndKill(dir: string): Promise<void> {
+  const child = spawn(process.execPath, ['--conditions=development', '--import', 'tsx', '--input-type=module', '-e', CHILD(dir)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (d: Buffer) => { if (d.toString().includes('mounted')) resolve(); });
+      child.once('exit', (code) => reject(new Error(`child exited ${code}`)));
+    });
+  } finally {
+    child.kill('SIGKILL');
+  }
+  await new Promise((r) => child.once('exit', r));
+}
+
+test.serial('[lab] a SIGKILLed owner leaves ENOTCONN; staleMountCleanup detaches it, and the next mount does it itself', async (t) => {
+  const env = await setup(t, { a: 'a' });
+  t.is(staleMountCleanup(env.dir), 0);
+  await mountInChildAndKill(env.dir);
+  const e1 = t.throws(() => statSync(join(env.dir, 'a')));
+  t.is((e1 as NodeJS.ErrnoException).code, 'ENOTCONN');
+  t.is(staleMountCleanup(env.dir), 1);
+  t.is(readFileSync(join(env.dir, 'a'), 'utf8'), 'a');
+
+  await mountInChildAndKill(env.dir);
+  t.is((t.throws(() => statSync(env.dir)) as NodeJS.ErrnoException).code, 'ENOTCONN');
+  const icpt = mountInterceptor({ dir: env.dir, sink: 'test' });
+  track(t, icpt);
+  // (the event crosses a ThreadSafeFunction that does not keep the loop alive: the timer does)
+  const stale = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no stale event')), 3000);
+    icpt.once('stale', (m) => { clearTimeout(timer); resolve(m); });
+  });
+  t.regex(stale, /detached 1 stale/);
+  t.is(readFileSync(join(env.dir, 'a'), 'utf8'), 'a');
+  // A live mount is not "stale".
+  const err = t.throws(() => staleMountCleanup(env.dir));
+  t.is((err as { code?: string }).code, 'ERR_RFS_MOUNTED');
+  await icpt.unmount();
+});
+
+test.serial('[lab] read-only bind: writes get EROFS, changes made underneath show; undo restores writes', async (t) => {
+  const env = await setup(t, { a: 'one' });
+  readOnlyBind(env.dir);
+  readOnlyBind(env.dir); // idempotent
+  const e = t.throws(() => writeFileSync(join(env.dir, 'a'), 'two'));
+  t.is((e as NodeJS.ErrnoException).code, 'EROFS');
+  t.is((t.throws(() => writeFileSync(join(env.dir, 'new'), 'x')) as NodeJS.ErrnoException).code, 'EROFS');
+  writeFileSync(join(env.under, 'a'), 'three');       // the applier's side
+  writeFileSync(join(env.under, 'b'), 'bee');
+  t.is(readFileSync(join(env.dir, 'a'), 'utf8'), 'three');
+  t.is(readFileSync(join(env.dir, 'b'), 'utf8'), 'bee');
+  undoReadOnlyBind(env.dir);
+  writeFileSync(join(env.dir, 'a'), 'four');
+  t.is(readFileSync(join(env.under, 'a'), 'utf8'), 'four');
+  t.is((t.throws(() => undoReadOnlyBind(env.dir)) as { code?: string }).code, 'ERR_RFS_NOT_BOUND');
+});
+
+test.serial('[lab] bad input gets a clear error', (t) => {
+  t.throws(() => mountInterceptor({ dir: '/nonexistent/rfs-dir', sink: 'test' }), { code: 'ERR_RFS_ARG', message: /not accessible/ });
+  t.throws(() => mountInterceptor({ dir: '/etc/hostname', sink: 'test' }), { code: 'ERR_RFS_ARG', message: /not a directory/ });
+  t.throws(() => mountInterceptor({ dir: tmpdir(), sink: 'nope' as 'test' }), { code: 'ERR_RFS_ARG', message: /sink must be/ });
+  t.throws(() => mountInterceptor({ dir: tmpdir(), sink: 'test', maxThreads: 0 }), { code: 'ERR_RFS_ARG', message: /maxThreads/ });
+  t.throws(() => createTestSink({ ackDelayUs: -1 }), { code: 'ERR_RFS_ARG', message: /ackDelayUs/ });
+});
+
+async function ddMiBps(args: string[]): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  await run('dd', args);
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}
+
+test.serial('[lab] throughput: dd 1 MiB x 512 conv=fsync, raw vs through the interceptor (test sink); 4 KiB write+fsync', async (t) => {
+  const env = await setup(t);
+  const sink = createTestSink({ hash: false, keep: false });
+  const icpt = mountInterceptor({ dir: env.dir, sink });
+  track(t, icpt);
+  const raw = await ddMiBps(['if=/dev/zero', `of=${join(env.under, 'raw')}`, 'bs=1M', 'count=512', 'conv=fsync', 'status=none']);
+  const fuse = await ddMiBps(['if=/dev/zero', `of=${join(env.dir, 'fuse')}`, 'bs=1M', 'count=512', 'conv=fsync', 'status=none']);
+  t.log(`1 MiB x 512 + fsync: raw ${(512 / raw).toFixed(0)} MiB/s, interceptor ${(512 / fuse).toFixed(0)} MiB/s (${(raw / fuse).toFixed(2)} of raw)`);
+  const raw4 = await ddMiBps(['if=/dev/zero', `of=${join(env.under, 'raw4')}`, 'bs=4k', 'count=2000', 'oflag=dsync', 'status=none']);
+  const fuse4 = await ddMiBps(['if=/dev/zero', `of=${join(env.dir, 'fuse4')}`, 'bs=4k', 'count=2000', 'oflag=dsync', 'status=none']);
+  t.log(`4 KiB write+dsync x 2000: raw ${(raw4 / 2 * 1000).toFixed(1)} µs/op, interceptor ${(fuse4 / 2 * 1000).toFixed(1)} µs/op`);
+  t.is(statSync(join(env.under, 'fuse')).size, 512 << 20);
+  t.is(icpt.stats().bytesWritten, (512 << 20) + 2000 * 4096);
+});
