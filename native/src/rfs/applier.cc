@@ -191,7 +191,7 @@ ApplyResult Applier::Apply(const Record& r) {
   bad.path = r.path;
   const char* name = OpName(r.op);
   if (std::string(name) == "unknown") {
-    bad.message = "unknown op " + std::to_string(static_cast<int>(r.op)) + " (seq " + std::to_string(r.seq) + ")";
+    bad.message = "unknown op " + std::to_string(static_cast<int>(r.op));
     return bad;
   }
   bool rootOk = r.op == Op::Chmod || r.op == Op::Chown || r.op == Op::Utimens || r.op == Op::SetXattr ||
