@@ -21,3 +21,4 @@ export type { NativeProbeResult } from './native.js';
 // rfs modules (write interceptor, replication transport) add their exports below.
 export * from './rfs-dirty.js';
 export * from './rfs-fuse.js';
+export * from './rfs-transport.js';
