@@ -199,7 +199,7 @@ ApplyResult Applier::Apply(const Record& r) {
   if (r.op != Op::Barrier) {
     std::string e = CheckPath(r.path, rootOk);
     if (e.empty() && (r.op == Op::Rename || r.op == Op::Link)) e = CheckPath(r.path2, false);
-    if (!e.empty()) { bad.message = std::string(name) + ": " + e + " (seq " + std::to_string(r.seq) + ")"; return bad; }
+    if (!e.empty()) { bad.message = std::string(name) + ": " + e; return bad; }
   }
   if ((r.op == Op::Symlink || r.op == Op::SyncEntry) && r.path2.find('\0') != std::string::npos) {
     bad.message = std::string(name) + ": symlink target contains a NUL byte";

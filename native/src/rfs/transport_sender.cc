@@ -130,6 +130,7 @@ void Sender::Close() {
   Lose("ERR_RFS_CLOSED", "sender closed");
   if (writer_.joinable()) writer_.join();
   if (acker_.joinable()) acker_.join();
+  std::lock_guard<std::mutex> lk(mu_);
   if (fd_ >= 0) close(fd_);
   fd_ = -1;
 }
@@ -154,10 +155,10 @@ void Sender::Lose(const char* code, const std::string& reason) {
     lostReason_ = reason;
     queue_.clear();  // unsent data is dropped; its metadata stays in unacked_
     fns = lostFns_;
+    if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);  // under mu_: Close() closes fd_ under it too
   }
   ackCv_.notify_all();
   queueCv_.notify_all();
-  if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
   for (auto& fn : fns) fn(code, reason);
 }
 
