@@ -320,6 +320,19 @@ test.serial('[lab] a SIGKILLed owner leaves ENOTCONN; staleMountCleanup detaches
   await icpt.unmount();
 });
 
+test.serial('[lab] the mount goes away when its process exits normally (event loop empty, or process.exit)', async (t) => {
+  const env = await setup(t, { a: 'a' });
+  const mod = JSON.stringify(new URL('../native/src/rfs-fuse.ts', import.meta.url).pathname);
+  for (const end of ['', 'process.exit(0);']) {
+    const script = `const m = await import(${mod}); m.mountInterceptor({ dir: ${JSON.stringify(env.dir)}, sink: 'test' });
+      (await import('node:fs')).writeFileSync(${JSON.stringify(join(env.dir, 'b'))}, 'b'); ${end}`;
+    await run(process.execPath, ['--conditions=development', '--import', 'tsx', '--input-type=module', '-e', script]);
+    const { stdout } = await run('findmnt', ['-n', env.dir]).catch(() => ({ stdout: '' }));
+    t.is(stdout.trim(), '', `mount left after exit (${end || 'natural exit'})`);
+    t.is(readFileSync(join(env.dir, 'b'), 'utf8'), 'b');
+  }
+});
+
 test.serial('[lab] read-only bind: writes get EROFS, changes made underneath show; undo restores writes', async (t) => {
   const env = await setup(t, { a: 'one' });
   readOnlyBind(env.dir);

@@ -6,6 +6,7 @@
 #include <napi.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -236,7 +237,23 @@ void Cleanup() {
   }
 }
 
+// process.exit() skips env cleanup hooks: the exit() path runs this instead (threads still run;
+// the JS environment is not touched).
+void AtExit() {
+  std::vector<std::shared_ptr<MountRef>> live;
+  {
+    std::lock_guard<std::mutex> lk(g_mu);
+    live.swap(g_live);
+  }
+  for (auto& m : live) {
+    std::string code;
+    m->fs->Unmount(true, 200, &code);
+  }
+}
+
 void Init(Napi::Env env, Napi::Object exports) {
+  static std::once_flag once;
+  std::call_once(once, [] { std::atexit(AtExit); });
   exports.Set("rfsFuseMount", Napi::Function::New(env, Mount, "rfsFuseMount"));
   exports.Set("rfsFuseUnmount", Napi::Function::New(env, Unmount, "rfsFuseUnmount"));
   exports.Set("rfsFuseStats", Napi::Function::New(env, Stats, "rfsFuseStats"));
