@@ -499,6 +499,9 @@ ntest('throughput over loopback (1 GiB of 1 MiB writes, both modes)', async (t) 
       t.true(r.ok);
       t.log(`${mode} mode, ${sync ? 'each write waited for' : 'pipelined'}: ${((1024 * (1 << 20)) / (r.ns / 1e9) / (1 << 20)).toFixed(0)} MiB/s (${(r.ns / 1e6).toFixed(0)} ms for 1 GiB)`);
     }
+    const small = await snd.benchForTest('bench', 5000, 4096, true);
+    t.true(small.ok);
+    t.log(`${mode} mode, 4 KiB writes each waited for: ${(small.ns / 5000 / 1000).toFixed(1)} µs per write (mean round trip incl. apply in written mode)`);
   }
 });
 
