@@ -333,6 +333,21 @@ test.serial('[lab] the mount goes away when its process exits normally (event lo
   }
 });
 
+test.serial('[lab] unmounted by someone else: a closed event, mounted false, unmount() still resolves', async (t) => {
+  const env = await setup(t, { a: 'a' });
+  const icpt = mountInterceptor({ dir: env.dir, sink: 'test' });
+  track(t, icpt);
+  t.is(readFileSync(join(env.dir, 'a'), 'utf8'), 'a');
+  const closed = new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no closed event')), 3000);
+    icpt.once('closed', (e) => { clearTimeout(timer); resolve(e.code); });
+  });
+  await run('umount', [env.dir]);
+  t.is(await closed, 'ERR_RFS_SESSION_ENDED');
+  t.false(icpt.mounted);
+  await icpt.unmount();
+});
+
 test.serial('[lab] read-only bind: writes get EROFS, changes made underneath show; undo restores writes', async (t) => {
   const env = await setup(t, { a: 'one' });
   readOnlyBind(env.dir);

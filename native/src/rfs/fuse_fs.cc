@@ -918,6 +918,7 @@ bool Fs::Start(std::string* code, std::string* err) {
       loop_done_ = true;
     }
     done_cv_.notify_all();
+    if (!unmounting_) mounted_ = false;  // unmounted by someone else
     if (!unmounting_) Emit("closed", "ERR_RFS_SESSION_ENDED", "the FUSE session over " + opts_.dir + " ended");
   });
   return true;
