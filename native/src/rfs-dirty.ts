@@ -39,6 +39,14 @@ export interface DirtyEntry {
   epoch: number;
 }
 
+/** One mark of {@link DirtyTracker.markMany}: data zones of `[offset, offset+length)`, or with `meta`, a metadata mark. @public */
+export interface DirtyMark {
+  path: string;
+  offset?: number;
+  length?: number;
+  meta?: boolean;
+}
+
 /** Figures of a {@link DirtyTracker}. @public */
 export interface DirtyStats {
   entries: number;
@@ -77,6 +85,8 @@ export interface DirtyTracker {
   markData(path: string, offset: number, length: number): number;
   /** A metadata change of `path` (create, chmod, chown, utimens, xattr, link, ...). Returns the epoch. */
   markPath(path: string): number;
+  /** Many marks made durable together (one log write, at most one fdatasync). Returns the epoch. */
+  markMany(marks: readonly DirtyMark[]): number;
   /**
    * Before a rename: marks `from`, `to` and both parents, and copies the marks of `from` and
    * everything below it to `to` (with `exchange`, both ways). Returns the epoch.
@@ -113,6 +123,7 @@ export class DirtyArgumentError extends TypeError {
 interface NativeTracker {
   markData(path: string, offset: number, length: number): number;
   markPath(path: string): number;
+  markMany(paths: string[], offsets: Float64Array, lengths: Float64Array, meta: Uint8Array): number;
   markRename(from: string, to: string, flags: number): number;
   markUnlink(path: string): number;
   checkpoint(): number;
@@ -195,6 +206,22 @@ export function openDirtyTracker(init: DirtyTrackerInit): DirtyTracker {
       return n.markData(checkPath('markData path', path), checkUint('markData offset', offset), checkUint('markData length', length));
     },
     markPath(path) { return n.markPath(checkPath('markPath path', path)); },
+    markMany(marks) {
+      if (!Array.isArray(marks)) arg('markMany marks', 'expected an array of { path, offset?, length?, meta? }');
+      const paths: string[] = new Array<string>(marks.length);
+      const offsets = new Float64Array(marks.length);
+      const lengths = new Float64Array(marks.length);
+      const meta = new Uint8Array(marks.length);
+      for (let i = 0; i < marks.length; i++) {
+        const m = marks[i];
+        if (typeof m !== 'object' || m === null) arg(`markMany marks[${i}]`, 'expected { path, offset?, length?, meta? }');
+        paths[i] = checkPath(`markMany marks[${i}].path`, m.path);
+        offsets[i] = m.offset === undefined ? 0 : checkUint(`markMany marks[${i}].offset`, m.offset);
+        lengths[i] = m.length === undefined ? 0 : checkUint(`markMany marks[${i}].length`, m.length);
+        meta[i] = m.meta ? 1 : 0;
+      }
+      return n.markMany(paths, offsets, lengths, meta);
+    },
     markRename(from, to, opts = {}) {
       checkPath('markRename from', from);
       checkPath('markRename to', to);

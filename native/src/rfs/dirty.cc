@@ -547,6 +547,24 @@ bool DirtyTracker::ApplyData(const std::string& path, uint64_t zs, uint64_t ze, 
   return fresh;
 }
 
+bool DirtyTracker::IsCovered(const std::string& path, uint64_t zs, uint64_t ze, uint64_t* need_lsn) const {
+  auto it = entries_.find(path);
+  if (it == entries_.end() || !it->second.zones) return false;
+  const auto& z = *it->second.zones;
+  auto r = z.upper_bound(zs);
+  if (r == z.begin()) return false;
+  --r;
+  uint64_t to = zs, mx = 0;
+  for (auto q = r; q != z.end() && q->first <= to && to < ze; ++q) {
+    if (q->second.end <= to) continue;
+    to = q->second.end;
+    mx = std::max(mx, q->second.lsn);
+  }
+  if (to < ze) return false;
+  *need_lsn = std::max(*need_lsn, mx);
+  return true;
+}
+
 bool DirtyTracker::ApplyMeta(const std::string& path, uint64_t epoch, uint64_t lsn, uint64_t* need_lsn) {
   auto it = entries_.find(path);
   if (it == entries_.end()) it = entries_.emplace(path, Entry{}).first;
@@ -734,25 +752,9 @@ DirtyStatus DirtyTracker::MarkData(const std::string& path, uint64_t offset, uin
   const uint64_t ze = length == 0 ? zs + 1 : (end - 1) / zone_bytes_ + 1;
   const uint64_t epoch = epoch_;
   if (epoch_out) *epoch_out = epoch;
-  // Fast check: already covered? (no log record needed, maybe wait for its durability)
+  // Already covered? Then no log record is needed (maybe a wait for that mark's durability).
   uint64_t need = 0;
-  auto it = entries_.find(path);
-  bool covered = false;
-  if (it != entries_.end() && it->second.zones) {
-    auto& z = *it->second.zones;
-    auto r = z.upper_bound(zs);
-    if (r != z.begin()) {
-      --r;
-      uint64_t to = zs;
-      uint64_t mx = 0;
-      for (auto q = r; q != z.end() && q->first <= to && to < ze; ++q) {
-        if (q->second.end <= to) continue;
-        to = q->second.end;
-        mx = std::max(mx, q->second.lsn);
-      }
-      if (to >= ze) { covered = true; need = mx; }
-    }
-  }
+  const bool covered = IsCovered(path, zs, ze, &need);
   if (covered) {
     ApplyData(path, zs, ze, epoch, 0, &need);  // refreshes the epoch in memory only
     if (need > synced_lsn_) return WaitDurable(lk, need);
@@ -764,6 +766,44 @@ DirtyStatus DirtyTracker::MarkData(const std::string& path, uint64_t offset, uin
   logged_marks_++;
   ApplyData(path, zs, ze, epoch, lsn, &need);
   return WaitDurable(lk, std::max(lsn, need));
+}
+
+DirtyStatus DirtyTracker::MarkMany(const std::vector<DirtyMark>& marks, uint64_t* epoch_out) {
+  std::unique_lock<std::mutex> lk(mu_);
+  DirtyStatus s = CheckOpen();
+  if (!s.ok()) return s;
+  const uint64_t epoch = epoch_;
+  if (epoch_out) *epoch_out = epoch;
+  uint64_t need = 0;
+  for (const DirtyMark& m : marks) {
+    marks_++;
+    std::string rec;
+    uint64_t probe = 0;
+    if (m.meta) {
+      auto it = entries_.find(m.path);
+      if (it != entries_.end() && it->second.meta_epoch != 0) { ApplyMeta(m.path, epoch, 0, &need); continue; }
+      PutU8(rec, kMarkMeta); PutStr(rec, m.path); PutU64(rec, epoch);
+      uint64_t lsn = Append(rec);
+      logged_marks_++;
+      ApplyMeta(m.path, epoch, lsn, &probe);
+      need = std::max(need, std::max(lsn, probe));
+      continue;
+    }
+    const uint64_t zs = m.offset / zone_bytes_;
+    const uint64_t end = m.length > UINT64_MAX - m.offset ? UINT64_MAX : m.offset + m.length;
+    const uint64_t ze = m.length == 0 ? zs + 1 : (end - 1) / zone_bytes_ + 1;
+    if (IsCovered(m.path, zs, ze, &probe)) {
+      ApplyData(m.path, zs, ze, epoch, 0, &probe);  // refreshes the epoch in memory only
+      need = std::max(need, probe);
+      continue;
+    }
+    PutU8(rec, kMarkData); PutStr(rec, m.path); PutU64(rec, zs); PutU64(rec, ze); PutU64(rec, epoch);
+    uint64_t lsn = Append(rec);
+    logged_marks_++;
+    ApplyData(m.path, zs, ze, epoch, lsn, &probe);
+    need = std::max(need, lsn);
+  }
+  return need > synced_lsn_ ? WaitDurable(lk, need) : DirtyStatus::Ok();
 }
 
 DirtyStatus DirtyTracker::MarkPath(const std::string& path, uint64_t* epoch_out) {

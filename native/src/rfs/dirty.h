@@ -58,6 +58,14 @@ struct DirtyEntry {
   uint64_t epoch = 0;  // latest epoch of any of its marks
 };
 
+// One mark of a batch (MarkMany): data zones of [offset, offset+length), or a meta mark.
+struct DirtyMark {
+  std::string path;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  bool meta = false;
+};
+
 struct DirtyStats {
   uint64_t entries = 0;     // dirty paths
   uint64_t ranges = 0;      // zone ranges over all paths
@@ -90,6 +98,9 @@ class DirtyTracker {
   // saturates at UINT64_MAX (so length UINT64_MAX - offset means "to the end of the file").
   // `epoch_out`, if given, receives the epoch the mark carries.
   DirtyStatus MarkData(const std::string& path, uint64_t offset, uint64_t length, uint64_t* epoch_out = nullptr);
+  // Many marks, durable together with one log write and at most one fdatasync (e.g. the entries
+  // of a directory, or a batch of writes).
+  DirtyStatus MarkMany(const std::vector<DirtyMark>& marks, uint64_t* epoch_out = nullptr);
   // A metadata change of `path` (create, chmod, chown, utimens, xattr, link, mknod, ...).
   DirtyStatus MarkPath(const std::string& path, uint64_t* epoch_out = nullptr);
   // Call BEFORE a rename is applied: marks `from`, `to` and both parent directories, and copies
@@ -151,6 +162,7 @@ class DirtyTracker {
   bool ApplyData(const std::string& path, uint64_t zs, uint64_t ze, uint64_t epoch, uint64_t lsn, uint64_t* need_lsn);
   bool ApplyMeta(const std::string& path, uint64_t epoch, uint64_t lsn, uint64_t* need_lsn);
   bool ApplyRename(const std::string& from, const std::string& to, uint32_t flags, uint64_t epoch, uint64_t lsn, uint64_t* need_lsn);
+  bool IsCovered(const std::string& path, uint64_t zs, uint64_t ze, uint64_t* need_lsn) const;
   void ApplyUnlinkDrop(const std::string& path);
   void ApplyClearRanges(const std::string& path, const std::vector<std::pair<uint64_t, uint64_t>>& ranges, bool meta);
   void EraseIfEmpty(std::map<std::string, Entry>::iterator it);

@@ -36,6 +36,7 @@ class TrackerWrap : public Napi::ObjectWrap<TrackerWrap> {
     return DefineClass(env, "RfsDirtyTracker", {
       InstanceMethod<&TrackerWrap::MarkData>("markData"),
       InstanceMethod<&TrackerWrap::MarkPath>("markPath"),
+      InstanceMethod<&TrackerWrap::MarkMany>("markMany"),
       InstanceMethod<&TrackerWrap::MarkRename>("markRename"),
       InstanceMethod<&TrackerWrap::MarkUnlink>("markUnlink"),
       InstanceMethod<&TrackerWrap::Checkpoint>("checkpoint"),
@@ -93,6 +94,24 @@ class TrackerWrap : public Napi::ObjectWrap<TrackerWrap> {
   Napi::Value MarkData(const Napi::CallbackInfo& info) {
     uint64_t epoch = 0;
     DirtyStatus s = tracker_->MarkData(info[0].As<Napi::String>(), U64(info[1]), U64(info[2]), &epoch);
+    return Epoch(info.Env(), s, epoch);
+  }
+  // markMany(paths: string[], offsets: Float64Array, lengths: Float64Array, meta: Uint8Array)
+  Napi::Value MarkMany(const Napi::CallbackInfo& info) {
+    Napi::Array paths = info[0].As<Napi::Array>();
+    Napi::Float64Array offs = info[1].As<Napi::Float64Array>();
+    Napi::Float64Array lens = info[2].As<Napi::Float64Array>();
+    Napi::Uint8Array meta = info[3].As<Napi::Uint8Array>();
+    const uint32_t n = paths.Length();
+    std::vector<DirtyMark> marks(n);
+    for (uint32_t i = 0; i < n; i++) {
+      marks[i].path = paths.Get(i).As<Napi::String>();
+      marks[i].offset = static_cast<uint64_t>(offs[i]);
+      marks[i].length = static_cast<uint64_t>(lens[i]);
+      marks[i].meta = meta[i] != 0;
+    }
+    uint64_t epoch = 0;
+    DirtyStatus s = tracker_->MarkMany(marks, &epoch);
     return Epoch(info.Env(), s, epoch);
   }
   Napi::Value MarkPath(const Napi::CallbackInfo& info) {
