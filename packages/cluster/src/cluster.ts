@@ -11,7 +11,7 @@ import { lifeline as lifelineFactory, vip as vipFactory, type Lifeline, type Vip
 import { AppRunner, type AppCallbacks, type AppScripts } from './app.js';
 import { formatEntry, PersistentLog } from './module-log.js';
 import { StateStore } from './state-store.js';
-import { MirrorModule, type Command, type MirrorEvents, type MirrorStatus, type SecondarySync } from './mirror/mirror.js';
+import { MirrorModule, type Command, type DataReplication, type MirrorEvents, type MirrorStatus } from './mirror/mirror.js';
 import type { Announce } from './mirror/decide.js';
 
 /** The mirror module's configuration. @public */
@@ -34,8 +34,8 @@ export interface MirrorInit {
   forceStopTimeoutMs?: number;
   /** Start bound (default 120 s). */
   startTimeoutMs?: number;
-  /** Data synchronisation of a returning secondary (the replicator plugs in here). */
-  sync?: SecondarySync;
+  /** The data plane: replication of directories (`replicator()` from `@ha/replicator` plugs in here). */
+  data?: DataReplication;
 }
 
 /** A component factory (js-libp2p style) that may name the components it needs. @public */
@@ -188,13 +188,13 @@ export class Cluster extends EventEmitter<ClusterEvents> {
         discoveryMs: Math.max(3 * timing.timeoutMs, 300), tickMs: Math.max(timing.pulseMs, 20),
       }, {
         membership: c.membership as Membership, vip: c.vip as Vip | undefined, app, store: this.#store,
-        log: c.log, sync: mi.sync,
+        log: c.log, data: mi.data,
         announce: (a) => { this.#announces[name] = a; this.membership.setPayload({ v: 1, m: this.#announces }); },
       });
     }, { dependencies: ['membership'] as const });
     this.mirror = wire('mirror', mirrorDeps);
 
-    for (const ev of ['state', 'failover', 'vip:acquired', 'vip:released', 'app:started', 'app:stopped', 'app:failed', 'replica:synced'] as const) {
+    for (const ev of ['state', 'failover', 'vip:acquired', 'vip:released', 'app:started', 'app:stopped', 'app:failed', 'replica:synced', 'replica:progress', 'replica:lost'] as const) {
       (this.mirror.on as (n: string, f: (e: unknown) => void) => unknown)(ev, (e) => (this.emit as (n: string, e: unknown) => boolean)(ev, e));
     }
     this.membership.on('member:up', (e) => this.emit('member:up', e));

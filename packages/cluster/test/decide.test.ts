@@ -79,3 +79,14 @@ test('colours follow the reference', (t) => {
   t.is(colourOf('PRIM'), 'green');
   t.is(colourOf('ALONE'), 'green');
 });
+
+test('with data replication: ALONE waits for the reintegration before PRIM, and PRIM goes ALONE when replication is lost', (t) => {
+  const d1 = decide(me('ALONE', { u: true, synced: false }), peer('SECOND', { r: false }));
+  t.is(d1.next, undefined);
+  t.true(d1.attach);
+  t.is(decide(me('ALONE', { u: true, synced: true }), peer('SECOND', { r: false })).next, 'PRIM');
+  const d2 = decide(me('PRIM', { synced: false }), peer('SECOND', { r: true }));
+  t.is(d2.next, 'ALONE');
+  t.regex(d2.reason, /replication .* lost/);
+  t.is(decide(me('PRIM', { synced: true }), peer('SECOND', { r: true })).next, undefined);
+});

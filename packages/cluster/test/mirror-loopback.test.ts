@@ -5,6 +5,7 @@
  * The lab tests (test/mirror.test.ts) cover the VIP, SIGKILL and link cuts in namespaces.
  */
 import test from 'ava';
+import { EventEmitter } from 'eventemitter3';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -226,4 +227,61 @@ test('if the membership fails, the node stops itself (a primary releases its rol
   t.is(a.mirror.state, 'STOP');
   t.true(log.includes('a:stop'), 'the application was stopped');
   await until('b takes over', () => state(nodes.b!.cluster) === 'ALONE');
+});
+
+/** A recording data plane: the order of calls is what the mirror driver guarantees. */
+class RecordingData extends EventEmitter<{ lost: [Error] }> {
+  constructor(readonly name: string, readonly calls: string[], public attachMs = 200) { super(); }
+  async startPrimary() { this.calls.push(`${this.name}:startPrimary`); }
+  async stopPrimary() { this.calls.push(`${this.name}:stopPrimary`); }
+  async startSecondary() { this.calls.push(`${this.name}:startSecondary`); }
+  async stopSecondary() { this.calls.push(`${this.name}:stopSecondary`); }
+  async attachSecondary(peer: string, signal: AbortSignal, progress: (p: { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number; rate: number; etaS: number }) => void) {
+    this.calls.push(`${this.name}:attach(${peer})`);
+    progress({ bytesDone: 0, bytesTotal: 10, filesDone: 0, filesTotal: 1, rate: 0, etaS: 1 });
+    await new Promise((r) => setTimeout(r, this.attachMs));
+    if (signal.aborted) throw new Error('aborted');
+    this.calls.push(`${this.name}:attached`);
+  }
+  async detachSecondary() { this.calls.push(`${this.name}:detach`); }
+}
+
+test('data plane: intercept before the application starts, reintegrate before PRIM, Ready only when the primary is PRIM, lost replication -> ALONE', async (t) => {
+  const { nodes, start, log } = setup(t);
+  const calls: string[] = [];
+  const da = new RecordingData('a', calls);
+  const db = new RecordingData('b', calls);
+  const ca = await start('a', { data: da });
+  // The application callbacks record into `log`; mirror them into `calls` to see the interleaving.
+  ca.on('app:started', () => calls.push('a:app-started'));
+  await start('b', { data: db });
+  await until('a ALONE', () => state(ca) === 'ALONE' || state(ca) === 'PRIM');
+  await until('b SECOND', () => state(nodes.b!.cluster) === 'SECOND');
+  t.false((await nodes.b!.cluster!.mirror.status()).ready, 'Transient while the primary reintegrates it');
+  await until('a PRIM', () => state(ca) === 'PRIM');
+  await until('b Ready', () => ready(nodes.b!.cluster));
+  t.true(calls.indexOf('a:startPrimary') < calls.indexOf('a:app-started') || calls.indexOf('a:app-started') === -1);
+  t.true(calls.indexOf('a:attached') >= 0 && calls.indexOf('a:attached') < calls.length);
+  t.true(calls.includes('b:startSecondary'));
+  t.deepEqual(log, ['a:start']);
+  // The data path loses the secondary: the primary goes ALONE, the secondary is no longer Ready,
+  // and the primary reintegrates it again.
+  da.emit('lost', new Error('ack timeout'));
+  await until('a ALONE again', () => state(ca) === 'ALONE');
+  t.true(ca.logs().some((l) => /replication to b is lost/.test(l)));
+  await until('a PRIM again', () => state(ca) === 'PRIM');
+  t.is(calls.filter((c) => c === 'a:attach(b)').length, 2);
+});
+
+test('data plane on a planned switch: the old primary stops its application, then its interception, before the new one starts intercepting', async (t) => {
+  const { nodes, start, stop } = setup(t);
+  const calls: string[] = [];
+  await start('a', { data: new RecordingData('a', calls, 50) });
+  await start('b', { data: new RecordingData('b', calls, 50) });
+  await until('PRIM/SECOND', async () => state(nodes.a!.cluster) === 'PRIM' && await ready(nodes.b!.cluster));
+  await stop('a');
+  await until('b ALONE', () => state(nodes.b!.cluster) === 'ALONE');
+  const i = (c: string) => calls.indexOf(c);
+  t.true(i('a:stopPrimary') >= 0 && i('b:stopSecondary') > i('a:stopPrimary'), calls.join(' '));
+  t.true(calls.lastIndexOf('b:startPrimary') > i('b:stopSecondary'));
 });

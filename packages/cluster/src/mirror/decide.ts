@@ -41,6 +41,12 @@ export interface SelfView extends Announce {
   failover: boolean;
   /** All of this node's heartbeat networks have lost carrier. */
   isolated: boolean;
+  /**
+   * Primary only: the data of the replicated directories is in sync with the peer (replication
+   * attached and reintegration finished). Without data replication, undefined: in sync as soon as
+   * the peer is our secondary.
+   */
+  synced?: boolean | undefined;
   /** Milliseconds since this node entered WAIT (used for the discovery grace). */
   waitedMs: number;
   /** How long a WAIT node that is up to date looks for its peer before going ALONE. */
@@ -60,6 +66,8 @@ export interface Decision {
   waitReason?: string;
   /** For ALONE from SECOND/WAIT: this is a takeover (a failover or planned switch). */
   takeover?: boolean;
+  /** Primary: the peer is our secondary but not in sync: attach replication and reintegrate it. */
+  attach?: boolean;
 }
 
 /**
@@ -168,9 +176,15 @@ export function decide(me: SelfView, peer: PeerView | undefined): Decision {
         if (winner === me.name) return { reason: `two primaries (split brain): this node keeps the role (${describe(me)} vs ${describe(peer)})` };
         return { next: 'SECOND', reason: `two primaries (split brain): ${peer.name} keeps the role (${describe(peer)} vs ${describe(me)}); this node stops its application and becomes secondary` };
       }
-      if (me.s === 'ALONE' && peer && ps === 'SECOND' && !peer.y) return { next: 'PRIM', reason: `peer ${peer.name} is our secondary` };
+      if (me.s === 'ALONE' && peer && ps === 'SECOND' && !peer.y) {
+        if (me.synced === false) return { reason: 'reintegrating', attach: true };
+        return { next: 'PRIM', reason: me.synced ? `peer ${peer.name} is our secondary and its data is in sync` : `peer ${peer.name} is our secondary` };
+      }
       if (me.s === 'PRIM' && (!peer || ps !== 'SECOND')) {
         return { next: 'ALONE', reason: !peer ? 'secondary is not heard any more' : `secondary ${peer.name} is ${ps}` };
+      }
+      if (me.s === 'PRIM' && me.synced === false) {
+        return { next: 'ALONE', reason: `replication to ${peer!.name} is lost: going on alone, tracking every change for its reintegration` };
       }
       return { reason: 'primary' };
     }

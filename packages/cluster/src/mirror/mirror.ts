@@ -11,10 +11,37 @@ import type { AppRunner } from '../app.js';
 import type { StateStore } from '../state-store.js';
 import { colourOf, decide, PRIMARY_STATES, type Announce, type Colour, type MirrorState, type PeerView, type SelfView } from './decide.js';
 
-/** Plugs data synchronisation into the mirror (the replicator, in a later package). @public */
-export interface SecondarySync {
-  /** Bring this node's copy up to date from the primary `peer`; resolves when done. */
-  resync(peer: string, signal: AbortSignal): Promise<void>;
+/** Progress of a reintegration (resynchronisation of a returning secondary). @public */
+export interface ReintegrationProgress {
+  bytesDone: number;
+  bytesTotal: number;
+  filesDone: number;
+  filesTotal: number;
+  /** Bytes per second. */
+  rate: number;
+  /** Estimated seconds left. */
+  etaS: number;
+}
+
+/**
+ * The data plane of the mirror (the replicator plugs in here; see `@ha/replicator`). Without it,
+ * the mirror moves the VIP and the application only. Called by the mirror's driver, in order:
+ * a node becoming primary calls `startPrimary()` before the application starts and
+ * `stopPrimary()` after it stopped; a secondary calls `startSecondary()` / `stopSecondary()`; a
+ * primary whose peer is its secondary calls `attachSecondary()` and goes PRIM when it resolves.
+ * @public
+ */
+export interface DataReplication {
+  startPrimary(): Promise<void>;
+  stopPrimary(): Promise<void>;
+  startSecondary(): Promise<void>;
+  stopSecondary(): Promise<void>;
+  /** Connect to the secondary `peer`, reintegrate it (copy what changed) and keep it in sync. */
+  attachSecondary(peer: string, signal: AbortSignal, progress: (p: ReintegrationProgress) => void): Promise<void>;
+  /** Stop replicating to the secondary (planned). */
+  detachSecondary(): Promise<void>;
+  /** `lost`: replication to the secondary failed (link, ack timeout, its disk): the primary goes ALONE. */
+  on(event: 'lost', listener: (err: Error) => void): unknown;
 }
 
 /** A state change. @public */
@@ -39,6 +66,8 @@ export interface MirrorEvents {
   'app:stopped': [{ module: string; ms: number; forced: boolean }];
   'app:failed': [{ module: string; error: Error }];
   'replica:synced': [{ module: string; peer: string; ms: number }];
+  'replica:progress': [{ module: string; peer: string } & ReintegrationProgress];
+  'replica:lost': [{ module: string; peer: string; reason: string }];
 }
 
 /** What `ha state` shows of a module. @public */
@@ -81,7 +110,7 @@ export interface MirrorParts {
   app: AppRunner;
   store: StateStore;
   log: ModuleLog;
-  sync?: SecondarySync | undefined;
+  data?: DataReplication | undefined;
   /** Called with every change of this module's announcement (the cluster merges modules). */
   announce(a: Announce): void;
 }
@@ -106,7 +135,11 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
   #again = false;
   #tick: NodeJS.Timeout | undefined;
   #vipAbort: AbortController | undefined;
-  #syncAbort: AbortController | undefined;
+  #attachAbort: AbortController | undefined;
+  #attaching = false;
+  /** Primary: replication to the secondary attached and in sync. */
+  #synced = false;
+  #attachStartedAt = 0;
   #lastSwapAsk = 0;
   #takeoverT: { t0: number; persistMs: number } | undefined;
   #closed = false;
@@ -160,6 +193,13 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
         this.command('swap').catch((err) => this.parts.log.warn('command', `swap requested by peer refused: ${(err as Error).message}`));
       }
     });
+    this.parts.data?.on('lost', (err) => {
+      if (!this.#synced && !this.#attaching) return;
+      this.#synced = false;
+      this.parts.log.warn('replica:lost', `replication to ${this.opts.peer} is lost: ${err.message}`);
+      this.emit('replica:lost', { module: this.opts.name, peer: this.opts.peer, reason: err.message });
+      this.kick();
+    });
     this.#tick = setInterval(() => { if (this.#state === 'WAIT' || this.#state === 'SECOND') this.kick(); }, this.opts.tickMs);
     this.#tick.unref();
     this.#publish();
@@ -169,7 +209,7 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
     this.#closed = true;
     if (this.#tick) clearInterval(this.#tick);
     this.#vipAbort?.abort();
-    this.#syncAbort?.abort();
+    this.#attachAbort?.abort();
   }
 
   /** Current status (for `ha state`, the admin API, tests). */
@@ -238,6 +278,7 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
       r: this.#state === 'SECOND' ? this.#ready : undefined,
       y: this.#yielding || undefined, w: this.#wantSecond || undefined, f: this.#forced || undefined,
       preferred: this.opts.preferred, failover: this.opts.failover, isolated: this.#isolated,
+      synced: this.parts.data ? this.#synced : undefined,
       waitedMs: Date.now() - this.#waitSince, discoveryMs: this.opts.discoveryMs,
     };
   }
@@ -255,7 +296,10 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
         this.#yielding = false; // the peer took the role: stop yielding so it can see us as its secondary
         this.#publish();
       }
+      this.#followReadiness(peer);
+      await this.#followAttachment(peer);
       const d = decide(me, peer);
+      if (d.attach) this.#startAttach();
       if (this.#state === 'WAIT' && d.waitReason && d.waitReason !== this.#waitReason) {
         this.#waitReason = d.waitReason;
         this.parts.log.info('wait', `waiting: ${d.waitReason}`);
@@ -290,8 +334,9 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
       const tPersist = performance.now();
       await store.update({ uptodate: true, lastRole: 'ALONE', epoch, state: 'ALONE' });
       this.#takeoverT = { t0: tPersist, persistMs: performance.now() - tPersist };
-      this.#syncAbort?.abort();
+      this.#synced = false;
       this.#setState('ALONE', reason);
+      if (prev === 'SECOND') await this.#stopSecondary();
       if (prev === 'SECOND' || ctx.takeover) {
         this.emit('failover', { module: this.opts.name, node: this.opts.node, from: this.opts.peer, reason, at: new Date().toISOString() });
       }
@@ -314,8 +359,8 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
       this.#wantSecond = false;
       await store.update({ uptodate: false, lastRole: 'SECOND', state: 'SECOND' });
       this.#ready = false;
+      await this.#startSecondary();
       this.#setState('SECOND', reason);
-      this.#startResync();
       return;
     }
     if (next === 'WAIT') {
@@ -324,9 +369,9 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
         // A PRIM whose secondary may take over is no longer known up to date; an ALONE still is.
         await store.update({ uptodate: prev === 'ALONE', state: 'WAIT' });
       } else {
+        if (prev === 'SECOND') await this.#stopSecondary();
         await store.update({ state: 'WAIT' });
       }
-      this.#syncAbort?.abort();
       this.#waitReason = ctx.waitReason;
       this.#setState('WAIT', reason);
       return;
@@ -355,6 +400,12 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
     const t0 = Date.now();
     const tApp = performance.now();
     try {
+      // The replicated directories are intercepted before the application can write to them.
+      if (this.parts.data) {
+        try { await this.parts.data.startPrimary(); } catch (err) {
+          throw new Error(`replicated directories could not be set up: ${(err as Error).message}`, { cause: err });
+        }
+      }
       await app.start();
       this.emit('app:started', { module: this.opts.name, ms: Date.now() - t0 });
       const tk = this.#takeoverT;
@@ -382,32 +433,89 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
       const r = await app.stop(reason);
       this.emit('app:stopped', { module: this.opts.name, ms: r.ms, forced: r.forced });
     }
+    if (this.parts.data) {
+      this.#attachAbort?.abort();
+      this.#synced = false;
+      await this.parts.data.detachSecondary().catch((err) => this.parts.log.error('replica:error', `detaching the secondary failed: ${(err as Error).message}`));
+      await this.parts.data.stopPrimary().catch((err) => this.parts.log.error('replica:error', `stopping the interception of the replicated directories failed: ${(err as Error).message}`));
+    }
     if (vip) {
       await vip.release().catch((err) => this.parts.log.error('vip:error', `virtual IP ${vip.address} could not be removed: ${(err as Error).message}`));
       this.emit('vip:released', { module: this.opts.name, address: vip.address });
     }
   }
 
-  #startResync(): void {
-    this.#syncAbort?.abort();
-    const ac = new AbortController();
-    this.#syncAbort = ac;
-    const t0 = Date.now();
-    const sync = this.parts.sync;
-    const done = () => {
-      if (ac.signal.aborted || this.#state !== 'SECOND') return;
-      this.#ready = true;
-      const ms = Date.now() - t0;
-      this.parts.log.info('replica:synced', `secondary is up to date with ${this.opts.peer} (${ms} ms): Ready`, { ms });
+  async #startSecondary(): Promise<void> {
+    if (!this.parts.data) return;
+    try { await this.parts.data.startSecondary(); } catch (err) {
+      this.parts.log.error('replica:error', `replicated directories could not be set up as secondary: ${(err as Error).message}`);
+    }
+  }
+
+  async #stopSecondary(): Promise<void> {
+    this.#ready = false;
+    if (!this.parts.data) return;
+    try { await this.parts.data.stopSecondary(); } catch (err) {
+      this.parts.log.error('replica:error', `stopping the secondary side of replication failed: ${(err as Error).message}`);
+    }
+  }
+
+  /** A secondary is Ready when its primary is PRIM: the primary has reintegrated it and replicates to it. */
+  #followReadiness(peer: PeerView | undefined): void {
+    if (this.#state !== 'SECOND') return;
+    const ready = peer?.s === 'PRIM' && !peer.y;
+    if (ready === this.#ready) return;
+    this.#ready = ready;
+    if (ready) {
+      const ms = Date.now() - Date.parse(this.#since);
+      this.parts.log.info('replica:synced', `primary ${this.opts.peer} is PRIM: this secondary is up to date and receives every change (Ready)`, { ms });
       this.emit('replica:synced', { module: this.opts.name, peer: this.opts.peer, ms });
-      this.#setState('SECOND', 'resynchronisation finished', true);
-      this.kick();
-    };
-    if (!sync) { queueMicrotask(done); return; }
-    sync.resync(this.opts.peer, ac.signal).then(done, (err) => {
+      this.#setState('SECOND', 'in sync with the primary', true);
+    } else {
+      this.#setState('SECOND', peer ? `primary ${peer.name} is ${peer.s}${peer.y ? ' (handing over)' : ''}: not in sync` : 'primary not heard: not in sync', true);
+    }
+  }
+
+  /** A primary whose peer stopped being its secondary detaches replication. */
+  async #followAttachment(peer: PeerView | undefined): Promise<void> {
+    if (!this.parts.data || !PRIMARY_STATES.has(this.#state)) return;
+    if (peer?.s === 'SECOND' && !peer.y) return;
+    if (!this.#attaching && !this.#synced) return;
+    this.#attachAbort?.abort();
+    this.#synced = false;
+    await this.parts.data.detachSecondary().catch((err) => this.parts.log.error('replica:error', `detaching the secondary failed: ${(err as Error).message}`));
+  }
+
+  /** Primary: connect to the secondary, reintegrate it, then go PRIM (kick). Retries on failure. */
+  #startAttach(): void {
+    const data = this.parts.data;
+    if (!data || this.#attaching || this.#synced) return;
+    this.#attaching = true;
+    const ac = new AbortController();
+    this.#attachAbort = ac;
+    const t0 = Date.now();
+    this.#attachStartedAt = t0;
+    this.parts.log.info('replica:attach', `peer ${this.opts.peer} is our secondary: connecting and reintegrating it (copying what changed while it was away)`);
+    let lastLog = 0;
+    data.attachSecondary(this.opts.peer, ac.signal, (p) => {
+      this.emit('replica:progress', { module: this.opts.name, peer: this.opts.peer, ...p });
+      const now = Date.now();
+      if (now - lastLog >= 5000) {
+        lastLog = now;
+        this.parts.log.info('replica:progress', `reintegration of ${this.opts.peer}: ${p.filesDone}/${p.filesTotal} files, ${p.bytesDone}/${p.bytesTotal} bytes, ${Math.round(p.rate)} B/s, about ${Math.round(p.etaS)} s left`, { ...p });
+      }
+    }).then(() => {
+      this.#attaching = false;
       if (ac.signal.aborted) return;
-      this.parts.log.error('replica:error', `resynchronisation from ${this.opts.peer} failed: ${(err as Error).message}; will retry`);
-      setTimeout(() => { if (this.#state === 'SECOND' && !this.#ready) this.#startResync(); }, 1000).unref();
+      this.#synced = true;
+      const ms = Date.now() - t0;
+      this.parts.log.info('replica:synced', `${this.opts.peer} reintegrated in ${ms} ms: every change is now replicated synchronously`, { ms });
+      this.kick();
+    }, (err: Error) => {
+      this.#attaching = false;
+      if (ac.signal.aborted) return;
+      this.parts.log.error('replica:error', `reintegration of ${this.opts.peer} failed: ${err.message}; retrying in 1 s`);
+      setTimeout(() => this.kick(), 1000).unref();
     });
   }
 
@@ -472,7 +580,7 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
           await this.#leavePrimary('stop command');
           await store.update({ uptodate: s === 'ALONE' || !peerCanTakeOver, state: 'STOP' });
         } else {
-          this.#syncAbort?.abort();
+          if (s === 'SECOND') await this.#stopSecondary();
           await store.update({ state: 'STOP' });
         }
         this.#wantSecond = false; this.#forced = false; this.#yielding = false;
@@ -496,8 +604,8 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
         await this.#leavePrimary('swap');
         await store.update({ uptodate: false, lastRole: 'SECOND', state: 'SECOND' });
         this.#ready = false;
+        await this.#startSecondary();
         this.#setState('SECOND', `swap: handing the primary role to ${peer.name}`);
-        this.#startResync();
         // #yielding stays set until the peer announces a primary state (see #reconcileOnce).
         break;
       }
