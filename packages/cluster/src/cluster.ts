@@ -5,13 +5,13 @@
  */
 import { join } from 'node:path';
 import { EventEmitter } from 'eventemitter3';
-import { HaError, StatusGuard, type LogEntry, type ModuleLog } from '@ha/interface';
+import { HaError, StatusGuard, type DataFactory, type DataReplication, type LogEntry, type ModuleLog } from '@ha/interface';
 import { membership as membershipFactory, resolveTiming, type Membership, type MembershipInit, type NetworkInit } from '@ha/membership';
 import { lifeline as lifelineFactory, vip as vipFactory, type Lifeline, type Vip, type VipInit } from '@ha/vip';
 import { AppRunner, type AppCallbacks, type AppScripts } from './app.js';
 import { formatEntry, PersistentLog } from './module-log.js';
 import { StateStore } from './state-store.js';
-import { MirrorModule, type Command, type DataReplication, type MirrorEvents, type MirrorStatus } from './mirror/mirror.js';
+import { MirrorModule, type Command, type MirrorEvents, type MirrorStatus } from './mirror/mirror.js';
 import type { Announce } from './mirror/decide.js';
 
 /** The mirror module's configuration. @public */
@@ -34,8 +34,11 @@ export interface MirrorInit {
   forceStopTimeoutMs?: number;
   /** Start bound (default 120 s). */
   startTimeoutMs?: number;
-  /** The data plane: replication of directories (`replicator()` from `@ha/replicator` plugs in here). */
-  data?: DataReplication;
+  /**
+   * The data plane: replication of directories. Give `replicator({ dirs })` from `@ha/replicator`
+   * (a factory the cluster calls with its context), or a ready {@link DataReplication}.
+   */
+  data?: DataFactory | DataReplication;
 }
 
 /** A component factory (js-libp2p style) that may name the components it needs. @public */
@@ -183,12 +186,21 @@ export class Cluster extends EventEmitter<ClusterEvents> {
         env: { HA_VIP: this.vip?.address ?? '' },
       }, c.log.child('app'), c.lifeline);
       const timing = this.#timing();
+      const first = init.networks[0]!;
+      const data: DataReplication | undefined = typeof mi.data === 'function'
+        ? mi.data({
+          module: name, node: init.node, peer,
+          localAddress: first.addresses[init.node]!, peerAddress: first.addresses[peer]!,
+          key: init.key, stateDir: join(init.stateDir, name, 'data'), log: c.log.child('data'),
+          messages: c.membership as Membership, lifeline: c.lifeline,
+        })
+        : mi.data;
       return new MirrorModule({
         name, node: init.node, peer, preferred: mi.defaultPrimary, failover: mi.failover ?? true,
         discoveryMs: Math.max(3 * timing.timeoutMs, 300), tickMs: Math.max(timing.pulseMs, 20),
       }, {
         membership: c.membership as Membership, vip: c.vip as Vip | undefined, app, store: this.#store,
-        log: c.log, data: mi.data,
+        log: c.log, data,
         announce: (a) => { this.#announces[name] = a; this.membership.setPayload({ v: 1, m: this.#announces }); },
       });
     }, { dependencies: ['membership'] as const });

@@ -32,7 +32,8 @@
 export { createCluster, Cluster, ClusterConfigError, MissingComponentError } from './cluster.js';
 export type { ClusterInit, ClusterEvents, ClusterStatus, ClusterComponents, ComponentFactory, MirrorInit } from './cluster.js';
 export { MirrorModule, CommandRefusedError, extractAnnounce } from './mirror/mirror.js';
-export type { Command, MirrorEvents, MirrorStatus, StateChange, DataReplication, ReintegrationProgress, MirrorOptions, MirrorParts } from './mirror/mirror.js';
+export type { Command, MirrorEvents, MirrorStatus, StateChange, MirrorOptions, MirrorParts } from './mirror/mirror.js';
+export type { DataReplication, DataContext, DataFactory, ReintegrationProgress } from '@ha/interface';
 export { decide, electPrimary, colourOf } from './mirror/decide.js';
 export type { MirrorState, Colour, Announce, Decision, SelfView, PeerView } from './mirror/decide.js';
 export { AppStartError, AppScriptError, AppRunner } from './app.js';

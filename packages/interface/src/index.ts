@@ -27,3 +27,4 @@ export type { Startable, Status } from './startable.js';
 export { consoleLog, memoryLog, nullLog } from './log.js';
 export { sinkLog } from './log.js';
 export type { ModuleLog, LogEntry, LogLevel, LogFields, LogSink } from './log.js';
+export type { DataReplication, DataContext, DataFactory, ReintegrationProgress, DeathRegistry, PeerMessages } from './data.js';

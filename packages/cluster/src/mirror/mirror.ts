@@ -4,45 +4,12 @@
  * operator's commands. Transitions are serialised: one at a time, in order.
  */
 import { EventEmitter } from 'eventemitter3';
-import { HaError, type ModuleLog } from '@ha/interface';
+import { HaError, type DataReplication, type ModuleLog, type ReintegrationProgress } from '@ha/interface';
 import type { Membership } from '@ha/membership';
 import type { Vip } from '@ha/vip';
 import type { AppRunner } from '../app.js';
 import type { StateStore } from '../state-store.js';
 import { colourOf, decide, PRIMARY_STATES, type Announce, type Colour, type MirrorState, type PeerView, type SelfView } from './decide.js';
-
-/** Progress of a reintegration (resynchronisation of a returning secondary). @public */
-export interface ReintegrationProgress {
-  bytesDone: number;
-  bytesTotal: number;
-  filesDone: number;
-  filesTotal: number;
-  /** Bytes per second. */
-  rate: number;
-  /** Estimated seconds left. */
-  etaS: number;
-}
-
-/**
- * The data plane of the mirror (the replicator plugs in here; see `@ha/replicator`). Without it,
- * the mirror moves the VIP and the application only. Called by the mirror's driver, in order:
- * a node becoming primary calls `startPrimary()` before the application starts and
- * `stopPrimary()` after it stopped; a secondary calls `startSecondary()` / `stopSecondary()`; a
- * primary whose peer is its secondary calls `attachSecondary()` and goes PRIM when it resolves.
- * @public
- */
-export interface DataReplication {
-  startPrimary(): Promise<void>;
-  stopPrimary(): Promise<void>;
-  startSecondary(): Promise<void>;
-  stopSecondary(): Promise<void>;
-  /** Connect to the secondary `peer`, reintegrate it (copy what changed) and keep it in sync. */
-  attachSecondary(peer: string, signal: AbortSignal, progress: (p: ReintegrationProgress) => void): Promise<void>;
-  /** Stop replicating to the secondary (planned). */
-  detachSecondary(): Promise<void>;
-  /** `lost`: replication to the secondary failed (link, ack timeout, its disk): the primary goes ALONE. */
-  on(event: 'lost', listener: (err: Error) => void): unknown;
-}
 
 /** A state change. @public */
 export interface StateChange {
@@ -470,6 +437,7 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
       const ms = Date.now() - Date.parse(this.#since);
       this.parts.log.info('replica:synced', `primary ${this.opts.peer} is PRIM: this secondary is up to date and receives every change (Ready)`, { ms });
       this.emit('replica:synced', { module: this.opts.name, peer: this.opts.peer, ms });
+      void this.parts.data?.secondaryInSync?.().catch((err: Error) => this.parts.log.warn('replica:error', `recording the synchronisation failed: ${err.message}`));
       this.#setState('SECOND', 'in sync with the primary', true);
     } else {
       this.#setState('SECOND', peer ? `primary ${peer.name} is ${peer.s}${peer.y ? ' (handing over)' : ''}: not in sync` : 'primary not heard: not in sync', true);

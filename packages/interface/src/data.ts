@@ -1,0 +1,67 @@
+import type { ModuleLog } from './log.js';
+
+/** Progress of a reintegration (resynchronisation of a returning secondary). @public */
+export interface ReintegrationProgress {
+  bytesDone: number;
+  bytesTotal: number;
+  filesDone: number;
+  filesTotal: number;
+  /** Bytes per second. */
+  rate: number;
+  /** Estimated seconds left. */
+  etaS: number;
+}
+
+/**
+ * The data plane of a mirror module (`@ha/replicator` implements it). Called by the mirror's
+ * driver, in order: a node becoming primary calls `startPrimary()` before the application starts
+ * and `stopPrimary()` after it stopped; a secondary calls `startSecondary()` / `stopSecondary()`;
+ * a primary whose peer is its secondary calls `attachSecondary()` and goes PRIM when it resolves.
+ * @public
+ */
+export interface DataReplication {
+  startPrimary(): Promise<void>;
+  stopPrimary(): Promise<void>;
+  startSecondary(): Promise<void>;
+  stopSecondary(): Promise<void>;
+  /** Connect to the secondary `peer`, reintegrate it (copy what changed) and keep it in sync. */
+  attachSecondary(peer: string, signal: AbortSignal, progress: (p: ReintegrationProgress) => void): Promise<void>;
+  /** Stop replicating to the secondary (planned). */
+  detachSecondary(): Promise<void>;
+  /** Secondary: the primary reports this copy in sync (it is PRIM with us as its secondary). */
+  secondaryInSync?(): Promise<void>;
+  /** `lost`: replication to the secondary failed (link, ack timeout, its disk): the primary goes ALONE. */
+  on(event: 'lost', listener: (err: Error) => void): unknown;
+}
+
+/** Something that can be told what to undo if this process dies (the VIP package's lifeline). @public */
+export interface DeathRegistry {
+  update(owner: string, state: { onDeath?: Array<{ cmd: string; args?: string[]; timeoutMs?: number }> } | undefined): void;
+}
+
+/** A best-effort, authenticated message channel to the peer (the membership). @public */
+export interface PeerMessages {
+  send(to: string, channel: string, body: unknown): void;
+  on(event: 'message', listener: (e: { from: string; channel: string; body: unknown }) => void): unknown;
+  off(event: 'message', listener: (e: { from: string; channel: string; body: unknown }) => void): unknown;
+}
+
+/** What the cluster gives a data plane when it creates it. @public */
+export interface DataContext {
+  module: string;
+  node: string;
+  peer: string;
+  /** This node's and the peer's addresses on the first heartbeat network. */
+  localAddress: string;
+  peerAddress: string;
+  /** The shared cluster key. */
+  key: string | Uint8Array;
+  /** A directory for the data plane's persistent state. */
+  stateDir: string;
+  log: ModuleLog;
+  messages: PeerMessages;
+  lifeline?: DeathRegistry | undefined;
+}
+
+/** A data plane factory: `replicator(init)` returns one. @public */
+export type DataFactory = (ctx: DataContext) => DataReplication;

@@ -1,0 +1,29 @@
+/**
+ * Real-time synchronous byte-level replication of directories for the mirror module. On the
+ * primary, a FUSE write interceptor (native, `@ha/native`) sits over each replicated directory:
+ * every change is applied locally, streamed to the secondary over an authenticated, encrypted
+ * channel, and the application's write() returns once the secondary has it. Changes that could
+ * not be replicated (the secondary away) are tracked persistently by zone, so a returning node
+ * copies only what changed, while the application keeps running.
+ *
+ * @example
+ * ```ts
+ * import { createCluster } from '@ha/cluster'
+ * import { replicator } from '@ha/replicator'
+ *
+ * const cluster = await createCluster({
+ *   node: 'node1', key: process.env.HA_CLUSTER_KEY!, stateDir: '/var/lib/my-service/ha',
+ *   networks: [{ name: 'default', port: 8888, addresses: { node1: '10.0.0.1', node2: '10.0.0.2' } }],
+ *   mirror: {
+ *     vip: '10.0.0.100',
+ *     data: replicator({ dirs: ['/var/lib/my-service/data'] }),   // replicated to the secondary
+ *     app: { start: async () => {}, stop: async () => {} },
+ *   },
+ * })
+ * cluster.on('replica:progress', (p) => console.log(`reintegration ${p.bytesDone}/${p.bytesTotal} bytes`))
+ * ```
+ *
+ * @packageDocumentation
+ */
+export { replicator, ReplicatorConfigError, ReintegrationError } from './replicator.js';
+export type { ReplicatorInit } from './replicator.js';

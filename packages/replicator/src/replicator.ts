@@ -1,0 +1,297 @@
+/**
+ * The mirror module's data plane: for each replicated directory,
+ * - on the primary: a persistent dirty tracker and a replication sink (opened BEFORE the FUSE
+ *   interceptor mounts over the directory, so they keep access to the real files), the interceptor,
+ *   and, while a secondary is attached, the authenticated sender;
+ * - on the secondary: the receiver/applier (its fd on the real directory opened first), then a
+ *   read-only bind of the directory over itself, so local processes cannot write to it.
+ * Reintegration: the secondary reports its own dirty list (changes it may have made as a primary
+ * that were never acknowledged) over the membership's authenticated messages; the primary
+ * resynchronises the union of both lists, or everything when the secondary has never been in sync.
+ */
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { EventEmitter } from 'eventemitter3';
+import { HaError, type DataContext, type DataReplication, type ReintegrationProgress } from '@ha/interface';
+import {
+  connectSender, mountInterceptor, openDirtyTracker, openReplicatedDir, readOnlyBind, staleMountCleanup, startReceiver, undoReadOnlyBind,
+  type Interceptor, type ReplicatedDir, type RfsReceiver, type RfsSender,
+} from '@ha/native';
+
+/** Configuration of {@link replicator}. @public */
+export interface ReplicatorInit {
+  /** Absolute paths of the directories to replicate (each must exist on both nodes). */
+  dirs: string[];
+  /** TCP port of the secondary's receiver for the first directory; directory i uses port + i (default 5600). */
+  port?: number;
+  /**
+   * When a write returns to the application: 'written' (default): the secondary has applied it to
+   * its files; 'received': it has received it (faster; a secondary that takes over applies
+   * everything it received first).
+   */
+  mode?: 'received' | 'written';
+  /** A secondary that does not acknowledge within this is declared lost: the primary goes ALONE (default 2000). */
+  ackTimeoutMs?: number;
+  /** Granularity of dirty tracking in bytes (power of two, default 1 MiB). */
+  zoneBytes?: number;
+}
+
+/** A replicator configuration error. @public */
+export class ReplicatorConfigError extends HaError {
+  constructor(field: string, message: string) { super('ERR_REPLICATOR_CONFIG', `replicator: ${field}: ${message}`, { details: { field } }); }
+}
+
+/** Reintegration failed (link, peer's dirty list not received, ...). @public */
+export class ReintegrationError extends HaError {
+  constructor(message: string, cause?: unknown) { super('ERR_REINTEGRATION', message, { cause }); }
+}
+
+interface DirState {
+  dir: string;
+  index: number;
+  trackerDir: string;
+  repl?: ReplicatedDir | undefined;
+  interceptor?: Interceptor | undefined;
+  sender?: RfsSender | undefined;
+  receiver?: RfsReceiver | undefined;
+  roBound?: boolean;
+}
+
+/** Marker: this node's copy of the directory was fully in sync with its peer at some point. */
+const IN_SYNC = 'in-sync';
+
+/**
+ * Creates the data plane of a mirror module; give it as `mirror.data` to `createCluster()`.
+ * @public
+ */
+export function replicator(init: ReplicatorInit): (ctx: DataContext) => DataReplication {
+  validate(init);
+  return (ctx) => new Replicator(init, ctx);
+}
+
+function validate(init: ReplicatorInit): void {
+  if (!init || !Array.isArray(init.dirs) || init.dirs.length === 0) throw new ReplicatorConfigError('dirs', 'give at least one directory to replicate');
+  const seen = new Set<string>();
+  for (const [i, d] of init.dirs.entries()) {
+    if (typeof d !== 'string' || !d.startsWith('/')) throw new ReplicatorConfigError(`dirs[${i}]`, `must be an absolute path, got ${JSON.stringify(d)}`);
+    const n = d.replace(/\/+$/, '') || '/';
+    if (n === '/') throw new ReplicatorConfigError(`dirs[${i}]`, 'cannot replicate /');
+    for (const o of seen) {
+      if (n === o || n.startsWith(o + '/') || o.startsWith(n + '/')) throw new ReplicatorConfigError(`dirs[${i}]`, `${n} overlaps ${o}`);
+    }
+    seen.add(n);
+  }
+  if (init.port !== undefined && (!Number.isInteger(init.port) || init.port < 1 || init.port + init.dirs.length - 1 > 65535)) {
+    throw new ReplicatorConfigError('port', `must be a TCP port leaving room for ${init.dirs.length} directories, got ${init.port}`);
+  }
+  if (init.mode !== undefined && init.mode !== 'received' && init.mode !== 'written') throw new ReplicatorConfigError('mode', `must be 'received' or 'written', got ${JSON.stringify(init.mode)}`);
+  if (init.ackTimeoutMs !== undefined && (!Number.isFinite(init.ackTimeoutMs) || init.ackTimeoutMs < 10)) throw new ReplicatorConfigError('ackTimeoutMs', `must be at least 10 ms, got ${init.ackTimeoutMs}`);
+}
+
+interface DirtyReply { t: 'dirty'; i: number; part: number; parts: number; fresh: boolean; entries: unknown[] }
+
+class Replicator extends EventEmitter<{ lost: [Error] }> implements DataReplication {
+  readonly #dirs: DirState[];
+  readonly #port: number;
+  readonly #mode: 'received' | 'written';
+  readonly #channel: string;
+  #onMessage = (e: { from: string; channel: string; body: unknown }) => this.#handleMessage(e);
+
+  constructor(private readonly init: ReplicatorInit, private readonly ctx: DataContext) {
+    super();
+    this.#port = init.port ?? 5600;
+    this.#mode = init.mode ?? 'written';
+    this.#channel = `rfs/${ctx.module}`;
+    this.#dirs = init.dirs.map((d, index) => ({ dir: d.replace(/\/+$/, ''), index, trackerDir: join(ctx.stateDir, 'rfs', String(index)) }));
+    for (const d of this.#dirs) mkdirSync(d.trackerDir, { recursive: true });
+    ctx.messages.on('message', this.#onMessage);
+  }
+
+  get #log() { return this.ctx.log; }
+
+  #cleanStale(d: DirState): void {
+    const n = staleMountCleanup(d.dir);
+    if (n > 0) this.#log.warn('rfs:stale', `${d.dir}: removed ${n} stale mount(s) left by a process that died`);
+  }
+
+  /** If this process dies, the lifeline unmounts what we mounted over the directories. */
+  #registerUnmounts(): void {
+    this.ctx.lifeline?.update(`rfs:${this.ctx.module}`, {
+      onDeath: this.#dirs.filter((d) => d.interceptor || d.roBound).map((d) => ({ cmd: 'umount', args: ['-l', d.dir], timeoutMs: 5000 })),
+    });
+  }
+
+  async startPrimary(): Promise<void> {
+    for (const d of this.#dirs) {
+      if (d.interceptor) continue;
+      this.#cleanStale(d);
+      d.repl = openReplicatedDir({ dir: d.dir, stateDir: d.trackerDir, ...(this.init.zoneBytes ? { zoneBytes: this.init.zoneBytes } : {}) });
+      d.repl.on('lost', (err: Error) => this.#lost(d, err));
+      d.interceptor = mountInterceptor({ dir: d.dir, sink: d.repl.sinkHandle });
+      this.#log.info('rfs:primary', `${d.dir}: writes are intercepted and tracked (FUSE over the directory)`);
+    }
+    this.#registerUnmounts();
+  }
+
+  async stopPrimary(): Promise<void> {
+    for (const d of this.#dirs) {
+      if (d.interceptor) {
+        await d.interceptor.unmount({ lazy: true, timeoutMs: 5000 }).catch((err: Error) => this.#log.error('rfs:unmount', `${d.dir}: unmount failed: ${err.message}`));
+        d.interceptor = undefined;
+      }
+      d.repl?.close();
+      d.repl = undefined;
+    }
+    this.#registerUnmounts();
+  }
+
+  async startSecondary(): Promise<void> {
+    for (const d of this.#dirs) {
+      if (d.receiver) continue;
+      this.#cleanStale(d);
+      // The receiver opens the real directory first; then the read-only bind hides it from local writers.
+      d.receiver = startReceiver({ dir: d.dir, bind: this.ctx.localAddress, port: this.#port + d.index, key: this.ctx.key, mode: this.#mode });
+      d.receiver.on('apply-failed', (e) => this.#log.error('rfs:apply-failed', `${d.dir}: applying a change to ${e.path} failed (${e.message}); this copy is not up to date`));
+      d.receiver.on('error', (e: Error) => this.#log.warn('rfs:receiver', `${d.dir}: ${e.message}`));
+      d.receiver.on('connected', (e) => this.#log.info('rfs:receiver', `${d.dir}: primary connected from ${e.peer}`));
+      readOnlyBind(d.dir);
+      d.roBound = true;
+      this.#log.info('rfs:secondary', `${d.dir}: read-only for local processes; receiving on ${this.ctx.localAddress}:${d.receiver.port}`);
+    }
+    this.#registerUnmounts();
+  }
+
+  async stopSecondary(): Promise<void> {
+    for (const d of this.#dirs) {
+      if (d.roBound) {
+        try { undoReadOnlyBind(d.dir); } catch (err) { this.#log.error('rfs:bind', `${d.dir}: ${(err as Error).message}`); }
+        d.roBound = false;
+      }
+      d.receiver?.close();
+      d.receiver = undefined;
+    }
+    this.#registerUnmounts();
+  }
+
+  async attachSecondary(peer: string, signal: AbortSignal, progress: (p: ReintegrationProgress) => void): Promise<void> {
+    const totals = this.#dirs.map(() => ({ bytesDone: 0, bytesTotal: 0, filesDone: 0, filesTotal: 0, rate: 0, etaS: 0 }));
+    const report = () => {
+      const sum = totals.reduce((a, t) => ({
+        bytesDone: a.bytesDone + t.bytesDone, bytesTotal: a.bytesTotal + t.bytesTotal, filesDone: a.filesDone + t.filesDone,
+        filesTotal: a.filesTotal + t.filesTotal, rate: a.rate + t.rate, etaS: Math.max(a.etaS, t.etaS),
+      }), { bytesDone: 0, bytesTotal: 0, filesDone: 0, filesTotal: 0, rate: 0, etaS: 0 });
+      progress(sum);
+    };
+    for (const d of this.#dirs) {
+      if (!d.repl) throw new ReintegrationError(`${d.dir}: not primary here`);
+      if (signal.aborted) throw new ReintegrationError('aborted');
+      const sender = await connectSender({
+        host: this.ctx.peerAddress, port: this.#port + d.index, key: this.ctx.key, mode: this.#mode,
+        ...(this.init.ackTimeoutMs ? { ackTimeoutMs: this.init.ackTimeoutMs } : {}),
+      });
+      d.sender = sender;
+      d.repl.attachSender(sender);
+      const peerDirty = await this.#askDirty(peer, d.index, signal);
+      const full = peerDirty.fresh || !existsSync(join(d.trackerDir, IN_SYNC));
+      const onProgress = (p: ReintegrationProgress) => { totals[d.index] = p; report(); };
+      d.repl.on('progress', onProgress);
+      try {
+        if (full) {
+          this.#log.info('rfs:resync', `${d.dir}: full synchronisation of ${peer} (${peerDirty.fresh ? 'its copy was never in sync' : 'no record of a previous synchronisation here'})`);
+          await d.repl.fullSync({ signal });
+        } else {
+          this.#log.info('rfs:resync', `${d.dir}: reintegrating ${peer}: what changed here while it was away, and ${peerDirty.entries.length} entries it may have changed itself`);
+          await d.repl.resync(peerDirty.entries as never, { signal });
+        }
+      } finally {
+        d.repl.off('progress', onProgress);
+      }
+      writeFileSync(join(d.trackerDir, IN_SYNC), new Date().toISOString() + '\n');
+    }
+  }
+
+  async detachSecondary(): Promise<void> {
+    for (const d of this.#dirs) {
+      d.repl?.detachSender();
+      d.sender?.close();
+      d.sender = undefined;
+    }
+  }
+
+  #lost(d: DirState, err: Error): void {
+    this.#log.warn('rfs:lost', `${d.dir}: replication to the secondary lost: ${err.message}; changes are tracked for its reintegration`);
+    rmSync(join(d.trackerDir, IN_SYNC), { force: true }); // until the next reintegration completes
+    this.emit('lost', err);
+  }
+
+  // --- the secondary's own dirty list, over the membership's authenticated messages ---
+
+  #pending = new Map<number, { parts: Map<number, DirtyReply>; resolve: (r: { fresh: boolean; entries: unknown[] }) => void; total?: number }>();
+
+  #askDirty(peer: string, index: number, signal: AbortSignal): Promise<{ fresh: boolean; entries: unknown[] }> {
+    return new Promise((resolve, reject) => {
+      const state: { parts: Map<number, DirtyReply>; resolve: (r: { fresh: boolean; entries: unknown[] }) => void } = { parts: new Map(), resolve: () => {} };
+      this.#pending.set(index, state);
+      let tries = 0;
+      const ask = () => {
+        if (signal.aborted) { clearInterval(timer); this.#pending.delete(index); reject(new ReintegrationError('aborted')); return; }
+        if (++tries > 50) { clearInterval(timer); this.#pending.delete(index); reject(new ReintegrationError(`${peer} did not send its list of changes for directory ${index}`)); return; }
+        const have = [...state.parts.keys()];
+        this.ctx.messages.send(peer, this.#channel, { t: 'dirty?', i: index, have });
+      };
+      const timer = setInterval(ask, 200);
+      ask();
+      const done = (r: { fresh: boolean; entries: unknown[] }) => { clearInterval(timer); this.#pending.delete(index); resolve(r); };
+      state.resolve = done;
+    });
+  }
+
+  #handleMessage(e: { from: string; channel: string; body: unknown }): void {
+    if (e.from !== this.ctx.peer || e.channel !== this.#channel || typeof e.body !== 'object' || e.body === null) return;
+    const b = e.body as Record<string, unknown>;
+    if (b.t === 'dirty?' && typeof b.i === 'number') {
+      this.#replyDirty(e.from, b.i, Array.isArray(b.have) ? b.have.filter((x): x is number => typeof x === 'number') : []);
+    } else if (b.t === 'dirty' && typeof b.i === 'number' && typeof b.part === 'number' && typeof b.parts === 'number' && Array.isArray(b.entries)) {
+      const st = this.#pending.get(b.i);
+      if (!st) return;
+      st.parts.set(b.part, b as unknown as DirtyReply);
+      if (st.parts.size === b.parts) {
+        const all = [...st.parts.values()].sort((x, y) => x.part - y.part);
+        st.resolve({ fresh: all.some((p) => p.fresh), entries: all.flatMap((p) => p.entries) });
+      }
+    }
+  }
+
+  /** Secondary side: send this node's own dirty list (changes made as a primary, maybe never acknowledged). */
+  #replyDirty(to: string, index: number, have: number[]): void {
+    const d = this.#dirs[index];
+    if (!d) return;
+    let entries: unknown[] = [];
+    const fresh = !existsSync(join(d.trackerDir, IN_SYNC));
+    if (!d.repl) {
+      try {
+        const t = openDirtyTracker({ dir: d.trackerDir, ...(this.init.zoneBytes ? { zoneBytes: this.init.zoneBytes } : {}) });
+        try { entries = t.snapshot(); } finally { t.close(); }
+      } catch (err) {
+        this.#log.warn('rfs:dirty', `${d.dir}: own change list unreadable (${(err as Error).message}): asking for a full synchronisation`);
+        this.ctx.messages.send(to, this.#channel, { t: 'dirty', i: index, part: 0, parts: 1, fresh: true, entries: [] });
+        return;
+      }
+    }
+    const per = 200;
+    const parts = Math.max(1, Math.ceil(entries.length / per));
+    for (let p = 0; p < parts; p++) {
+      if (have.includes(p)) continue;
+      this.ctx.messages.send(to, this.#channel, { t: 'dirty', i: index, part: p, parts, fresh, entries: entries.slice(p * per, (p + 1) * per) });
+    }
+  }
+
+  /** The primary has reintegrated us: our own old change list is covered; record that we are in sync. */
+  async secondaryInSync(): Promise<void> {
+    for (const d of this.#dirs) {
+      const t = openDirtyTracker({ dir: d.trackerDir, ...(this.init.zoneBytes ? { zoneBytes: this.init.zoneBytes } : {}) });
+      try { t.clearAll(); } finally { t.close(); }
+      writeFileSync(join(d.trackerDir, IN_SYNC), new Date().toISOString() + '\n');
+    }
+  }
+}
