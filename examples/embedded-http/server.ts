@@ -14,13 +14,17 @@
  */
 import { createServer, type Server } from 'node:http';
 import { parseArgs } from 'node:util';
+import { openSync, writeSync, fdatasyncSync, closeSync, readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { createCluster, serveControl } from '@ha/cluster';
+import { replicator } from '@ha/replicator';
 
 const { values } = parseArgs({
   options: {
     node: { type: 'string' }, addresses: { type: 'string' }, vip: { type: 'string' }, 'state-dir': { type: 'string' },
     preset: { type: 'string' }, 'default-primary': { type: 'string' }, port: { type: 'string' }, 'hb-port': { type: 'string' },
     prim: { type: 'boolean' }, 'block-ms': { type: 'string' }, 'block-every': { type: 'string' }, socket: { type: 'string' },
+    data: { type: 'string' }, 'data-port': { type: 'string' }, writer: { type: 'string' }, 'writer-every': { type: 'string' },
   },
 });
 const node = values.node ?? 'node0';
@@ -29,6 +33,29 @@ const port = Number(values.port ?? 8080);
 const print = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify({ t: Date.now(), mono: Number(process.hrtime.bigint() / 1000n), node, ...o }) + '\n');
 
 let server: Server | undefined;
+
+// --writer N: the application appends numbered records to <data>/records.log, one fdatasync each,
+// and prints every record whose fdatasync returned ("acknowledged"), up to record N. A node that
+// takes over continues after the last record in the file.
+let writer: NodeJS.Timeout | undefined;
+function startWriter(): void {
+  if (!values.writer || !values.data) return;
+  const file = join(values.data, 'records.log');
+  const last = existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).length : 0;
+  const fd = openSync(file, 'a');
+  let n = last;
+  const max = Number(values.writer);
+  const tick = () => {
+    if (n >= max) { closeSync(fd); print({ ev: 'writer:done', n }); writer = undefined; return; }
+    n++;
+    writeSync(fd, `record ${n} from ${node}\n`);
+    fdatasyncSync(fd);
+    print({ ev: 'acked', n });
+    writer = setTimeout(tick, Number(values['writer-every'] ?? 2));
+  };
+  writer = setTimeout(tick, 0);
+}
+function stopWriter(): void { if (writer) clearTimeout(writer); writer = undefined; }
 const cluster = await createCluster({
   node,
   key: process.env.HA_CLUSTER_KEY ?? '',
@@ -46,6 +73,7 @@ const cluster = await createCluster({
     name: 'web',
     ...(values.vip ? { vip: values.vip } : {}),
     ...(values['default-primary'] ? { defaultPrimary: values['default-primary'] } : {}),
+    ...(values.data ? { data: replicator({ dirs: [values.data], port: Number(values['data-port'] ?? 5600) }) } : {}),
     niceStopTimeoutMs: 5000,
     forceStopTimeoutMs: 5000,
     app: {
@@ -56,10 +84,11 @@ const cluster = await createCluster({
           res.end(JSON.stringify({ node }) + '\n');
         });
         server.once('error', reject);
-        server.listen(port, '0.0.0.0', () => resolve());
+        server.listen(port, '0.0.0.0', () => { startWriter(); resolve(); });
       }),
       // Leaving the primary role: stop serving (a forced stop closes every connection at once).
       stop: ({ force }) => new Promise<void>((resolve) => {
+        stopWriter();
         const s = server;
         server = undefined;
         if (!s) { resolve(); return; }

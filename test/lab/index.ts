@@ -82,8 +82,24 @@ export class LabHost {
   }
 
   /** Spawns a TypeScript file with Node (tsx, development conditions) inside this namespace. */
-  spawnTs(file: string, args: string[] = [], opts: SpawnOptions = {}): ChildProcess {
-    return this.spawn(process.execPath, ['--conditions=development', '--import', 'tsx', file, ...args], { cwd: REPO_ROOT, ...opts });
+  spawnTs(file: string, args: string[] = [], opts: SpawnOptions & { binds?: Array<[source: string, target: string]> } = {}): ChildProcess {
+    const { binds, ...rest } = opts;
+    const argv = [process.execPath, '--conditions=development', '--import', 'tsx', file, ...args];
+    if (!binds?.length) return this.spawn(argv[0]!, argv.slice(1), { cwd: REPO_ROOT, ...rest });
+    return this.spawnWithBinds(binds, argv, { cwd: REPO_ROOT, ...rest });
+  }
+
+  /**
+   * Spawns `argv` with private bind mounts: the lab's nodes share the host's filesystem, so a node
+   * that must see its own copy of a path (a replicated directory: the same path on every node)
+   * gets a bind of `source` over `target` in a mount namespace of its own (`ip netns exec` gives
+   * each command one, with mounts not propagating back to the host). The command is exec'd in
+   * place: the child's PID is the command's.
+   */
+  spawnWithBinds(binds: Array<[source: string, target: string]>, argv: string[], opts: SpawnOptions = {}): ChildProcess {
+    const q = (x: string) => `'${x.replace(/'/g, "'\\''")}'`;
+    const mounts = binds.map(([src, dst]) => `mount --bind ${q(src)} ${q(dst)}`).join(' && ');
+    return this.spawn('sh', ['-c', `${mounts} && exec ${argv.map(q).join(' ')}`], opts);
   }
 
   /** Cuts this host's link at the bridge: its eth0 loses carrier. */

@@ -41,7 +41,7 @@ export class MirrorPair {
 
   get addresses(): string { return this.lab.nodes.slice(0, 2).map((n, i) => `node${i}=${n.ip}`).join(','); }
 
-  start(i: number, extra: string[] = []): NodeProc {
+  start(i: number, extra: string[] = [], opts: { binds?: Array<[string, string]> } = {}): NodeProc {
     const host = this.lab.nodes[i]!;
     const args = [
       '--node', `node${i}`, '--addresses', this.addresses, '--vip', this.vip,
@@ -50,7 +50,7 @@ export class MirrorPair {
       ...(this.opts.defaultPrimary ? ['--default-primary', this.opts.defaultPrimary] : []),
       ...(this.opts.args ?? []), ...extra,
     ];
-    const child = host.spawnTs('examples/embedded-http/server.ts', args, { env: { ...process.env, HA_CLUSTER_KEY: this.key } });
+    const child = host.spawnTs('examples/embedded-http/server.ts', args, { env: { ...process.env, HA_CLUSTER_KEY: this.key }, ...(opts.binds ? { binds: opts.binds } : {}) });
     const events = jsonLines(child);
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => { if (process.env.HA_TRACE) process.stderr.write(d); stderr += d.toString(); if (stderr.length > 20000) stderr = stderr.slice(-20000); });
