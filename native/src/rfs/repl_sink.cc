@@ -1,0 +1,426 @@
+// ReplicationSink: see repl_sink.h.
+#include "repl_sink.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace ha::rfs {
+namespace {
+
+constexpr auto kStaleInFlight = std::chrono::seconds(30);
+
+std::string Parent(const std::string& p) {
+  size_t i = p.rfind('/');
+  return i == std::string::npos ? std::string() : p.substr(0, i);
+}
+
+bool IsData(Op op) { return op == Op::Write || op == Op::Truncate || op == Op::Fallocate; }
+
+}  // namespace
+
+std::shared_ptr<ReplicationSink> ReplicationSink::Open(const ReplSinkOptions& opts, ReplEventFn onEvent,
+                                                       std::string* code, std::string* message) {
+  int fd = open(opts.dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    *code = "ERR_RFS_REPL_DIR";
+    *message = "cannot open the replicated directory " + opts.dir + ": " + strerror(errno);
+    return nullptr;
+  }
+  std::shared_ptr<DirtyTracker> tracker;
+  DirtyStatus s = DirtyTracker::Open(opts.stateDir, opts.zoneBytes, &tracker);
+  if (!s.ok()) {
+    close(fd);
+    *code = s.code;
+    *message = "dirty tracker at " + opts.stateDir + ": " + s.message;
+    return nullptr;
+  }
+  std::shared_ptr<ReplicationSink> sink(new ReplicationSink());
+  sink->opts_ = opts;
+  sink->onEvent_ = std::move(onEvent);
+  sink->root_fd_ = fd;
+  sink->tracker_ = std::move(tracker);
+  sink->loop_ = std::thread([raw = sink.get()] { raw->Loop(); });
+  return sink;
+}
+
+ReplicationSink::~ReplicationSink() { Close(); }
+
+void ReplicationSink::Close() {
+  if (closed_.exchange(true)) return;
+  {
+    std::lock_guard<std::mutex> lk(loop_mu_);
+    stop_ = true;
+  }
+  loop_cv_.notify_all();
+  infl_cv_.notify_all();
+  if (loop_.joinable()) {
+    if (loop_.get_id() == std::this_thread::get_id()) loop_.detach();
+    else loop_.join();
+  }
+  std::shared_ptr<Sender> s;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    s = std::move(sender_);
+    synced_ = false;
+  }
+  if (s) MarkUnacked(s->TakeUnacked());
+  tracker_->Close();
+  std::lock_guard<std::mutex> lk(mu_);  // a resync reads under mu_
+  if (root_fd_ >= 0) close(root_fd_);
+  root_fd_ = -1;
+}
+
+void ReplicationSink::OnMarkError(const DirtyStatus& s) {
+  if (s.ok() || s.code == "ERR_RFS_DIRTY_CLOSED") return;
+  bool first;
+  {
+    std::lock_guard<std::mutex> lk(stats_mu_);
+    first = mark_errors_++ == 0;
+    last_mark_error_ = s.code + ": " + s.message;
+  }
+  if (first && onEvent_) onEvent_({"error", s.code, "dirty tracking failed (changes may be untracked): " + s.message});
+}
+
+void ReplicationSink::BeforeApply(const std::string& path, uint64_t offset, uint64_t length) {
+  const auto tid = std::this_thread::get_id();
+  {
+    // Registered before the mark, with epoch 0 ("being marked"): a barrier taken meanwhile waits.
+    std::lock_guard<std::mutex> lk(infl_mu_);
+    infl_[tid] = InFlight{0, path, std::chrono::steady_clock::now()};
+  }
+  uint64_t epoch = 0;
+  DirtyStatus s = tracker_->MarkData(path, offset, length, &epoch);
+  if (!s.ok()) OnMarkError(s);
+  {
+    std::lock_guard<std::mutex> lk(infl_mu_);
+    auto it = infl_.find(tid);
+    if (it != infl_.end()) it->second.epoch = epoch ? epoch : 1;
+  }
+  infl_cv_.notify_all();
+}
+
+// A directory that moved: the peer may not have its subtree under the new name (its entries' marks
+// only cover what changed), so the resync copies it whole. Convention of this module: a zone mark
+// on a directory means "copy the whole subtree".
+void ReplicationSink::MarkDirFull(const std::string& path) {
+  struct stat st;
+  if (path.empty() || root_fd_ < 0) return;
+  if (fstatat(root_fd_, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
+    OnMarkError(tracker_->MarkData(path, 0, 1));
+}
+
+void ReplicationSink::MarkMeta(const Record& r) {
+  DirtyStatus s;
+  switch (r.op) {
+    case Op::Write: case Op::Truncate: case Op::Fallocate: case Op::Fsync: case Op::Barrier:
+    case Op::SyncEntry: case Op::DirList:
+      return;
+    case Op::Rename:
+      s = tracker_->MarkRename(r.path, r.path2, r.flags);
+      if (s.ok()) MarkDirFull(r.path2);
+      if (s.ok() && (r.flags & RENAME_EXCHANGE)) MarkDirFull(r.path);
+      break;
+    case Op::Unlink: case Op::Rmdir:
+      s = tracker_->MarkUnlink(r.path);
+      break;
+    case Op::Link: {
+      std::vector<DirtyMark> m(3);
+      m[0].path = r.path; m[0].meta = true;
+      m[1].path = r.path2; m[1].meta = true;
+      m[2].path = Parent(r.path2); m[2].meta = true;
+      s = tracker_->MarkMany(m);
+      break;
+    }
+    case Op::Create: case Op::Mkdir: case Op::Mknod: case Op::Symlink: {
+      // A new name: its parent's listing changed too.
+      std::vector<DirtyMark> m(2);
+      m[0].path = r.path; m[0].meta = true;
+      m[1].path = Parent(r.path); m[1].meta = true;
+      s = tracker_->MarkMany(m);
+      break;
+    }
+    default:
+      s = tracker_->MarkPath(r.path);
+  }
+  OnMarkError(s);
+}
+
+uint64_t ReplicationSink::Submit(Record&& r) {
+  const bool data = IsData(r.op);
+  const auto tid = std::this_thread::get_id();
+  bool marked = !data;
+  if (data) {
+    std::lock_guard<std::mutex> lk(infl_mu_);
+    auto it = infl_.find(tid);
+    marked = it != infl_.end() && it->second.path == r.path;
+  }
+  if (!marked) {
+    // A data change without a BeforeApply (e.g. the truncate of a create with O_TRUNC).
+    uint64_t off = r.op == Op::Truncate ? r.length : r.offset;
+    uint64_t len = r.op == Op::Write ? r.data.size() : r.op == Op::Truncate ? UINT64_MAX - off : r.length;
+    OnMarkError(tracker_->MarkData(r.path, off, len));
+  }
+  std::unique_lock<std::mutex> lk(mu_);
+  // Metadata marks under mu_: a barrier (which takes mu_) cannot slip between the mark and the
+  // forward, so the marks it clears are of changes forwarded before it.
+  if (!data) MarkMeta(r);
+  uint64_t out;
+  if (sender_ && !sender_->Lost() && work_ &&
+      (PendingLocked(r.path) || ((r.op == Op::Rename || r.op == Op::Link) && PendingLocked(r.path2)))) {
+    // The resync has not copied this path yet: it will, with this change (the data is read later,
+    // under mu_). Acknowledged as "as replicated as everything forwarded so far".
+    AddFullLocked(r.path);
+    if (r.op == Op::Rename || r.op == Op::Link) AddFullLocked(r.path2);
+    out = Encode(gen_, last_fwd_);
+    deferred_++;
+  } else if (sender_ && !sender_->Lost()) {
+    last_fwd_ = sender_->Submit(std::move(r));
+    out = Encode(gen_, last_fwd_);
+    forwarded_++;
+  } else {
+    out = Encode(0, ++alone_seq_);
+    not_forwarded_++;
+  }
+  if (data) {
+    std::lock_guard<std::mutex> ilk(infl_mu_);
+    infl_.erase(tid);
+  }
+  lk.unlock();
+  if (data) infl_cv_.notify_all();
+  return out;
+}
+
+bool ReplicationSink::WaitAcked(uint64_t seq) {
+  uint64_t gen = seq >> kGenShift;
+  if (gen == 0) return false;
+  std::shared_ptr<Sender> s;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (gen != gen_ || !sender_) return false;
+    s = sender_;
+  }
+  return s->WaitAcked(seq & ((1ull << kGenShift) - 1));
+}
+
+bool ReplicationSink::AttachSender(std::shared_ptr<Sender> sender, std::string* code, std::string* message) {
+  if (closed_) { *code = "ERR_RFS_REPL_CLOSED"; *message = "the replicated directory is closed"; return false; }
+  if (!sender) { *code = "ERR_RFS_REPL_ARG"; *message = "no sender"; return false; }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (sender_ && !sender_->Lost()) { *code = "ERR_RFS_REPL_ATTACHED"; *message = "a sender is already attached (detachSender first)"; return false; }
+    if (sender_) { *code = "ERR_RFS_REPL_ATTACHED"; *message = "the previous sender was lost and is being detached; retry"; return false; }
+    if (sender->Lost()) { *code = "ERR_RFS_REPL_LOST"; *message = "the sender is already lost"; return false; }
+    sender_ = sender;
+    gen_++;
+    last_fwd_ = 0;
+    synced_ = false;
+  }
+  std::weak_ptr<ReplicationSink> weak = weak_from_this();
+  sender->OnLost([weak](const std::string&, const std::string&) {
+    // Runs on a sender thread, possibly inside our own Submit (queue overflow): only flag it.
+    if (auto self = weak.lock()) {
+      std::lock_guard<std::mutex> lk(self->loop_mu_);
+      self->lost_pending_ = true;
+      self->loop_cv_.notify_all();
+    }
+  });
+  if (sender->Lost()) {  // lost before the callback was registered
+    std::lock_guard<std::mutex> lk(loop_mu_);
+    lost_pending_ = true;
+    loop_cv_.notify_all();
+  }
+  return true;
+}
+
+void ReplicationSink::DetachSender() {
+  std::shared_ptr<Sender> s;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    s = std::move(sender_);
+    synced_ = false;
+  }
+  if (s) MarkUnacked(s->TakeUnacked());
+}
+
+void ReplicationSink::MarkUnacked(const std::vector<UnackedRecord>& list) {
+  if (list.empty()) return;
+  std::vector<DirtyMark> marks;
+  for (const auto& u : list) {
+    if (u.op == Op::Barrier) continue;
+    if (u.op == Op::Rename) {
+      OnMarkError(tracker_->MarkRename(u.path, u.path2));
+      MarkDirFull(u.path2);
+      MarkDirFull(u.path);
+      continue;
+    }
+    if (u.op == Op::Unlink || u.op == Op::Rmdir) {
+      OnMarkError(tracker_->MarkUnlink(u.path));
+      continue;
+    }
+    DirtyMark m;
+    m.path = u.path;
+    m.meta = true;
+    marks.push_back(m);
+    if (u.op == Op::Write || u.op == Op::Fallocate) {
+      DirtyMark d;
+      d.path = u.path;
+      d.offset = u.offset;
+      d.length = u.length;
+      marks.push_back(d);
+    } else if (u.op == Op::Truncate) {
+      DirtyMark d;
+      d.path = u.path;
+      d.offset = u.length;
+      d.length = UINT64_MAX - u.length;
+      marks.push_back(d);
+    }
+    if (!u.path2.empty()) {
+      DirtyMark p;
+      p.path = u.path2;
+      p.meta = true;
+      marks.push_back(p);
+    }
+  }
+  if (!marks.empty()) OnMarkError(tracker_->MarkMany(marks));
+}
+
+void ReplicationSink::HandleLost() {
+  std::shared_ptr<Sender> s;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!sender_ || !sender_->Lost()) return;
+    s = std::move(sender_);
+    synced_ = false;
+  }
+  MarkUnacked(s->TakeUnacked());
+  SenderStats st = s->Stats();
+  {
+    std::lock_guard<std::mutex> lk(stats_mu_);
+    losses_++;
+  }
+  if (onEvent_) onEvent_({"lost", st.lostCode.empty() ? "ERR_RFS_LINK" : st.lostCode, st.lostReason});
+}
+
+bool ReplicationSink::PendingLocked(const std::string& path) const {
+  if (work_->empty()) return false;
+  std::string p = path;
+  while (true) {
+    if (work_->count(p)) return true;
+    if (p.empty()) return false;
+    p = Parent(p);
+  }
+}
+
+void ReplicationSink::AddFullLocked(const std::string& path) {
+  (*work_)[path].full = true;
+  if (!path.empty()) (*work_)[Parent(path)].meta = true;
+}
+
+// Waits until no change marked in BeforeApply with an epoch <= `epoch` is still to be submitted.
+bool ReplicationSink::WaitInFlight(uint64_t epoch) {
+  std::unique_lock<std::mutex> lk(infl_mu_);
+  while (true) {
+    bool busy = false;
+    auto now = std::chrono::steady_clock::now();
+    for (auto it = infl_.begin(); it != infl_.end();) {
+      if (it->second.epoch <= epoch) {
+        if (it->second.epoch != 0 && now - it->second.since > kStaleInFlight) {
+          // Its operation failed locally (no Submit follows a failed apply): give it up.
+          it = infl_.erase(it);
+          std::lock_guard<std::mutex> slk(stats_mu_);
+          stale_++;
+          continue;
+        }
+        busy = true;
+      }
+      ++it;
+    }
+    if (!busy) return true;
+    {
+      std::lock_guard<std::mutex> llk(loop_mu_);
+      if (stop_) return false;
+    }
+    infl_cv_.wait_for(lk, std::chrono::milliseconds(20));
+  }
+}
+
+void ReplicationSink::Loop() {
+  auto next = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.barrierIntervalMs);
+  while (true) {
+    bool lost;
+    {
+      std::unique_lock<std::mutex> lk(loop_mu_);
+      loop_cv_.wait_until(lk, next, [&] { return stop_ || lost_pending_; });
+      if (stop_) return;
+      lost = lost_pending_;
+      lost_pending_ = false;
+    }
+    if (lost) { HandleLost(); continue; }
+    if (std::chrono::steady_clock::now() < next) continue;
+    next = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.barrierIntervalMs);
+
+    // Barrier round: only while SYNCED (before, the marks are the resync's work list).
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (!sender_ || !synced_ || sender_->Lost()) continue;
+    }
+    uint64_t e = tracker_->Checkpoint();
+    if (!WaitInFlight(e)) return;
+    std::shared_ptr<Sender> s;
+    uint64_t seq = 0;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (!sender_ || !synced_ || sender_->Lost()) continue;
+      s = sender_;
+      Record b;
+      b.op = Op::Barrier;
+      seq = s->Submit(std::move(b));
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    if (!s->WaitAcked(seq)) continue;  // lost: the monitor detaches it
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+    bool still;
+    {
+      // A resync started meanwhile (after a loss and re-attach) owns the marks: do not clear.
+      std::lock_guard<std::mutex> lk(mu_);
+      still = sender_ == s && synced_;
+    }
+    if (!still) continue;
+    DirtyStatus st = tracker_->ClearUpTo(e);
+    OnMarkError(st);
+    std::lock_guard<std::mutex> lk(stats_mu_);
+    barriers_++;
+    clears_++;
+    last_barrier_us_ = static_cast<uint64_t>(us);
+  }
+}
+
+ReplSinkStats ReplicationSink::Stats() {
+  ReplSinkStats s;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    bool live = sender_ && !sender_->Lost();
+    s.state = !live ? "alone" : synced_ ? "synced" : "attached";
+    s.generation = gen_;
+    s.forwarded = forwarded_;
+    s.notForwarded = not_forwarded_;
+    s.deferred = deferred_;
+  }
+  std::lock_guard<std::mutex> lk(stats_mu_);
+  s.barriers = barriers_;
+  s.clears = clears_;
+  s.lastBarrierUs = last_barrier_us_;
+  s.markErrors = mark_errors_;
+  s.lastMarkError = last_mark_error_;
+  s.losses = losses_;
+  s.staleInFlight = stale_;
+  s.resyncRunning = resync_running_;
+  return s;
+}
+
+}  // namespace ha::rfs

@@ -1,0 +1,441 @@
+// Resync / FullSync: see resync.h.
+#include "resync.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <thread>
+
+namespace ha::rfs {
+namespace {
+
+constexpr uint64_t kChunk = 1u << 20;
+constexpr uint64_t kResolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+
+std::string ParentOf(const std::string& p) {
+  size_t i = p.rfind('/');
+  return i == std::string::npos ? std::string() : p.substr(0, i);
+}
+
+int OpenBeneath(int root, const std::string& path, int flags) {
+  struct open_how how;
+  std::memset(&how, 0, sizeof how);
+  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
+  how.resolve = kResolve;
+  const char* p = path.empty() ? "." : path.c_str();
+  int fd;
+  do fd = static_cast<int>(syscall(SYS_openat2, root, p, &how, sizeof how));
+  while (fd < 0 && errno == EINTR);
+  return fd;
+}
+
+// lstat of path under root without following any symlink on the way. 0, or -1 with errno.
+int LstatBeneath(int root, const std::string& path, struct stat* st, std::string* linkTarget) {
+  if (path.empty()) return fstat(root, st);
+  int pfd = OpenBeneath(root, ParentOf(path), O_PATH | O_DIRECTORY);
+  if (pfd < 0) return -1;
+  size_t i = path.rfind('/');
+  std::string base = i == std::string::npos ? path : path.substr(i + 1);
+  int rc = fstatat(pfd, base.c_str(), st, AT_SYMLINK_NOFOLLOW);
+  if (rc == 0 && S_ISLNK(st->st_mode) && linkTarget) {
+    std::vector<char> buf(static_cast<size_t>(st->st_size) + 2 > 4098 ? static_cast<size_t>(st->st_size) + 2 : 4098);
+    ssize_t n = readlinkat(pfd, base.c_str(), buf.data(), buf.size());
+    if (n < 0) rc = -1;
+    else linkTarget->assign(buf.data(), static_cast<size_t>(n));
+  }
+  int saved = errno;
+  close(pfd);
+  errno = saved;
+  return rc;
+}
+
+// ENOENT-like results: the entry is gone (or a component is not a directory / is a symlink now).
+bool Gone(int e) { return e == ENOENT || e == ENOTDIR || e == ELOOP || e == EXDEV; }
+
+}  // namespace
+
+class Resyncer {
+ public:
+  Resyncer(const std::shared_ptr<ReplicationSink>& sink, const ResyncOptions& opts, ResyncControl& ctl)
+      : sink_(sink), s_(*sink), opts_(opts), ctl_(ctl), zone_(sink->tracker().zoneBytes()) {}
+
+  ResyncResult Run();
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  bool Fail(const char* code, const std::string& msg) {
+    if (res_.code.empty()) { res_.code = code; res_.message = msg; }
+    return false;
+  }
+  // Under s_.mu_: the sender is still ours and alive.
+  bool LiveLocked() {
+    if (s_.sender_ != sender_ || !sender_ || sender_->Lost()) return Fail("ERR_RFS_REPL_LOST", "replication was lost during the resynchronisation");
+    return true;
+  }
+  void ForwardLocked(Record&& r) {
+    size_t bytes = r.data.size();
+    uint64_t seq = sender_->Submit(std::move(r));
+    s_.last_fwd_ = seq;
+    last_ = seq;
+    res_.records++;
+    if (bytes) {
+      window_.push_back({seq, bytes});
+      inflight_ += bytes;
+      res_.bytesSent += bytes;
+    }
+  }
+  bool SyncEntryLocked(const std::string& path, const struct stat& st, const std::string& target) {
+    Record r;
+    r.op = Op::SyncEntry;
+    r.path = path;
+    r.mode = st.st_mode;
+    r.uid = st.st_uid;
+    r.gid = st.st_gid;
+    r.length = S_ISREG(st.st_mode) ? static_cast<uint64_t>(st.st_size) : 0;
+    r.atime = {static_cast<int64_t>(st.st_atim.tv_sec), static_cast<int64_t>(st.st_atim.tv_nsec)};
+    r.mtime = {static_cast<int64_t>(st.st_mtim.tv_sec), static_cast<int64_t>(st.st_mtim.tv_nsec)};
+    r.rdev = st.st_rdev;
+    if (S_ISLNK(st.st_mode)) r.path2 = target;
+    ForwardLocked(std::move(r));
+    return true;
+  }
+  // Lists a directory, sends its DirList, and (full) adds its entries to the work list.
+  bool DirListLocked(const std::string& path, bool full) {
+    int fd = OpenBeneath(s_.root_fd_, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    if (fd < 0) {
+      if (Gone(errno)) return true;
+      return Fail("ERR_RFS_REPL_IO", "cannot list '" + path + "': " + strerror(errno));
+    }
+    DIR* d = fdopendir(fd);
+    if (!d) { close(fd); return Fail("ERR_RFS_REPL_IO", "cannot list '" + path + "': " + strerror(errno)); }
+    Record r;
+    r.op = Op::DirList;
+    r.path = path;
+    errno = 0;
+    while (struct dirent* e = readdir(d)) {
+      if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+      size_t n = std::strlen(e->d_name);
+      r.data.insert(r.data.end(), e->d_name, e->d_name + n + 1);
+      if (full) {
+        std::string child = path.empty() ? std::string(e->d_name) : path + "/" + e->d_name;
+        auto& w = work_[child];
+        if (!w.full) {
+          w.full = true;
+          total_entries_++;
+        }
+      }
+    }
+    closedir(d);
+    // DirList data is names, not file data: not counted in the window.
+    Record copy = std::move(r);
+    size_t bytes = copy.data.size();
+    uint64_t seq = sender_->Submit(std::move(copy));
+    s_.last_fwd_ = seq;
+    last_ = seq;
+    res_.records++;
+    window_.push_back({seq, bytes});
+    inflight_ += bytes;
+    return true;
+  }
+  bool WaitWindow(uint64_t limit) {
+    while (inflight_ > limit && !window_.empty()) {
+      auto [seq, bytes] = window_.front();
+      if (!sender_->WaitAcked(seq)) return Fail("ERR_RFS_REPL_LOST", "replication was lost during the resynchronisation");
+      window_.pop_front();
+      inflight_ -= bytes;
+      acked_ = std::max(acked_, seq);
+    }
+    return true;
+  }
+  // Clears the finished entries the secondary acknowledged (batched unless force).
+  void ClearDone(bool force) {
+    if (opts_.full) return;  // a full sync clears everything at the end (ClearUpTo)
+    size_t ready = 0;
+    while (ready < done_.size() && done_[ready].second <= acked_) ready++;
+    if (ready == 0 || (!force && ready < 64)) return;
+    std::vector<std::string> paths;
+    paths.reserve(ready);
+    for (size_t i = 0; i < ready; i++) {
+      paths.push_back(std::move(done_.front().first));
+      done_.pop_front();
+    }
+    DirtyStatus st = s_.tracker().ClearEntries(paths, checkpoint_);
+    if (!st.ok()) Fail(st.code.c_str(), st.message);
+  }
+  void Progress(bool force) {
+    if (!ctl_.onProgress) return;
+    auto now = Clock::now();
+    if (!force && now - last_progress_ < std::chrono::milliseconds(opts_.progressIntervalMs)) return;
+    last_progress_ = now;
+    ResyncProgress p;
+    p.bytesDone = res_.bytesSent;
+    p.bytesTotal = std::max(total_bytes_, res_.bytesSent);
+    p.entriesDone = res_.entries;
+    p.entriesTotal = std::max(total_entries_, res_.entries);
+    double s = std::chrono::duration<double>(now - t0_).count();
+    p.rate = s > 0 ? static_cast<double>(res_.bytesSent) / s : 0;
+    p.etaS = p.rate > 0 ? static_cast<double>(p.bytesTotal - p.bytesDone) / p.rate : -1;
+    ctl_.onProgress(p);
+  }
+  void Throttle() {
+    if (!opts_.maxBytesPerSec) return;
+    double s = std::chrono::duration<double>(Clock::now() - t0_).count();
+    double due = static_cast<double>(res_.bytesSent) / static_cast<double>(opts_.maxBytesPerSec);
+    if (due > s) std::this_thread::sleep_for(std::chrono::duration<double>(due - s));
+  }
+  bool Entry(const std::string& path, ReplicationSink::WorkItem item);
+  bool CopyRanges(const std::string& path, std::vector<std::pair<uint64_t, uint64_t>> byteRanges, bool scanHoles);
+
+  std::shared_ptr<ReplicationSink> sink_;
+  ReplicationSink& s_;
+  ResyncOptions opts_;
+  ResyncControl& ctl_;
+  uint64_t zone_;
+  std::shared_ptr<Sender> sender_;
+  uint64_t checkpoint_ = 0;
+  ReplicationSink::WorkMap work_;
+  std::deque<std::pair<uint64_t, size_t>> window_;
+  uint64_t inflight_ = 0, last_ = 0, acked_ = 0;
+  std::deque<std::pair<std::string, uint64_t>> done_;
+  uint64_t total_bytes_ = 0, total_entries_ = 0, deferred0_ = 0;
+  Clock::time_point t0_, last_progress_;
+  ResyncResult res_;
+};
+
+bool Resyncer::CopyRanges(const std::string& path, std::vector<std::pair<uint64_t, uint64_t>> ranges, bool scanHoles) {
+  bool any = false;
+  for (auto [start, end] : ranges) {
+    uint64_t off = start;
+    while (off < end) {
+      if (ctl_.abort.load()) { res_.aborted = true; return Fail("ERR_RFS_REPL_ABORTED", "the resynchronisation was aborted"); }
+      if (!WaitWindow(opts_.windowBytes)) return false;
+      ClearDone(false);
+      if (!res_.code.empty()) return false;
+      Throttle();
+      bool stop = false;
+      {
+        std::lock_guard<std::mutex> lk(s_.mu_);
+        if (!LiveLocked()) return false;
+        // Opened per chunk under the mutex: the bytes are the path's current bytes, ordered
+        // before any live change still waiting for the mutex.
+        int fd = OpenBeneath(s_.root_fd_, path, O_RDONLY | O_NOFOLLOW);
+        if (fd < 0) {
+          if (Gone(errno)) return any || true;
+          return Fail("ERR_RFS_REPL_IO", "cannot open '" + path + "': " + strerror(errno));
+        }
+        struct stat st;
+        fstat(fd, &st);
+        uint64_t size = static_cast<uint64_t>(st.st_size);
+        uint64_t lim = std::min(end, size);
+        if (scanHoles && off < lim) {
+          off_t d = lseek(fd, static_cast<off_t>(off), SEEK_DATA);
+          if (d < 0) { off = lim; stop = true; }  // ENXIO: only a hole up to the end
+          else off = static_cast<uint64_t>(d);
+        }
+        if (off >= lim) {
+          stop = true;
+        } else {
+          uint64_t n = std::min<uint64_t>(kChunk - (off % kChunk), lim - off);
+          if (scanHoles) {
+            off_t h = lseek(fd, static_cast<off_t>(off), SEEK_HOLE);
+            if (h > 0 && static_cast<uint64_t>(h) > off) n = std::min<uint64_t>(n, static_cast<uint64_t>(h) - off);
+          }
+          Record r;
+          r.op = Op::Write;
+          r.path = path;
+          r.offset = off;
+          r.data.resize(n);
+          ssize_t got;
+          do got = pread(fd, r.data.data(), n, static_cast<off_t>(off));
+          while (got < 0 && errno == EINTR);
+          if (got < 0) {
+            int e = errno;
+            close(fd);
+            return Fail("ERR_RFS_REPL_IO", "cannot read '" + path + "': " + strerror(e));
+          }
+          if (got == 0) {
+            stop = true;
+          } else {
+            r.data.resize(static_cast<size_t>(got));
+            ForwardLocked(std::move(r));
+            any = true;
+            off += static_cast<uint64_t>(got);
+          }
+        }
+        close(fd);
+      }
+      Progress(false);
+      if (stop) break;
+    }
+  }
+  if (any) res_.files++;
+  return true;
+}
+
+bool Resyncer::Entry(const std::string& path, ReplicationSink::WorkItem item) {
+  struct stat st;
+  std::string target;
+  bool isReg = false;
+  {
+    std::lock_guard<std::mutex> lk(s_.mu_);
+    if (!LiveLocked()) return false;
+    if (LstatBeneath(s_.root_fd_, path, &st, &target) < 0) {
+      if (!Gone(errno)) return Fail("ERR_RFS_REPL_IO", "cannot stat '" + path + "': " + strerror(errno));
+      // Gone here: its parent's DirList (planned with it) removes it on the secondary.
+      return true;
+    }
+    if (S_ISDIR(st.st_mode) && !item.zones.empty()) item.full = true;  // a moved directory: whole subtree
+    SyncEntryLocked(path, st, target);
+    if (S_ISDIR(st.st_mode) && (item.meta || item.full)) {
+      if (!DirListLocked(path, item.full)) return false;
+    }
+    isReg = S_ISREG(st.st_mode);
+  }
+  if (!isReg) return true;
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  if (item.full) {
+    ranges.push_back({0, UINT64_MAX});
+  } else {
+    std::sort(item.zones.begin(), item.zones.end());
+    for (auto [zs, ze] : item.zones) {
+      uint64_t bs = zs > UINT64_MAX / zone_ ? UINT64_MAX : zs * zone_;
+      uint64_t be = ze > UINT64_MAX / zone_ ? UINT64_MAX : ze * zone_;
+      if (!ranges.empty() && bs <= ranges.back().second) ranges.back().second = std::max(ranges.back().second, be);
+      else ranges.push_back({bs, be});
+    }
+  }
+  if (ranges.empty()) return true;
+  if (!CopyRanges(path, ranges, item.full)) return false;
+  // Times again (the writes moved the secondary's mtime); size and mode at the same time.
+  std::lock_guard<std::mutex> lk(s_.mu_);
+  if (!LiveLocked()) return false;
+  if (LstatBeneath(s_.root_fd_, path, &st, &target) == 0) SyncEntryLocked(path, st, target);
+  return true;
+}
+
+ResyncResult Resyncer::Run() {
+  t0_ = Clock::now();
+  if (s_.resync_running_.exchange(true)) {
+    Fail("ERR_RFS_REPL_BUSY", "a resynchronisation is already running");
+    return res_;
+  }
+  struct Guard {
+    ReplicationSink& s;
+    ~Guard() {
+      std::lock_guard<std::mutex> lk(s.mu_);
+      s.work_ = nullptr;
+      s.resync_running_ = false;
+    }
+  } guard{s_};
+
+  // Checkpoint first: marks made from now on (epoch > checkpoint) survive this pass's clears.
+  checkpoint_ = s_.tracker().Checkpoint();
+  {
+    std::lock_guard<std::mutex> lk(s_.mu_);
+    if (!s_.sender_ || s_.sender_->Lost()) {
+      Fail("ERR_RFS_REPL_ALONE", "no live sender attached (attachSender first)");
+      return res_;
+    }
+    sender_ = s_.sender_;
+    s_.synced_ = false;
+    deferred0_ = s_.deferred_;
+    if (opts_.full) {
+      work_[""].full = true;
+    } else {
+      std::vector<DirtyEntry> snap = s_.tracker().Snapshot();
+      for (const auto* list : {&snap, &opts_.extra}) {
+        for (const DirtyEntry& e : *list) {
+          auto& w = work_[e.path];
+          w.meta = w.meta || e.meta;
+          w.zones.insert(w.zones.end(), e.zones.begin(), e.zones.end());
+          if (e.meta) {
+            // Its ancestors' listings: a gone entry is removed by its parent's DirList.
+            std::string p = e.path;
+            while (!p.empty()) {
+              p = ParentOf(p);
+              work_[p].meta = true;
+            }
+          }
+        }
+      }
+    }
+    s_.work_ = &work_;
+  }
+  // Estimates for progress.
+  total_entries_ = work_.size();
+  {
+    std::lock_guard<std::mutex> lk(s_.mu_);
+    for (auto& [path, w] : work_) {
+      if (w.zones.empty() && !w.full) continue;
+      struct stat st;
+      if (LstatBeneath(s_.root_fd_, path, &st, nullptr) < 0 || !S_ISREG(st.st_mode)) continue;
+      uint64_t size = static_cast<uint64_t>(st.st_size);
+      if (w.full) { total_bytes_ += std::min<uint64_t>(size, static_cast<uint64_t>(st.st_blocks) * 512); continue; }
+      for (auto [zs, ze] : w.zones) {
+        uint64_t bs = zs * zone_, be = ze > size / zone_ + 1 ? size : std::min(size, ze * zone_);
+        if (be > bs) total_bytes_ += be - bs;
+      }
+    }
+  }
+  Progress(true);
+
+  while (true) {
+    std::string path;
+    ReplicationSink::WorkItem item;
+    {
+      std::lock_guard<std::mutex> lk(s_.mu_);
+      if (work_.empty()) break;
+      auto it = work_.begin();
+      path = it->first;
+      item = std::move(it->second);
+      work_.erase(it);
+    }
+    if (ctl_.abort.load()) { res_.aborted = true; Fail("ERR_RFS_REPL_ABORTED", "the resynchronisation was aborted"); break; }
+    if (!Entry(path, std::move(item))) break;
+    res_.entries++;
+    done_.emplace_back(path, last_);
+    ClearDone(false);
+    if (!res_.code.empty()) break;
+    Progress(false);
+  }
+  if (res_.code.empty() && last_ > 0) {
+    if (!sender_->WaitAcked(last_)) Fail("ERR_RFS_REPL_LOST", "replication was lost during the resynchronisation");
+    else acked_ = last_;
+  }
+  if (res_.code.empty()) {
+    if (opts_.full) {
+      DirtyStatus st = s_.tracker().ClearUpTo(checkpoint_);
+      if (!st.ok()) Fail(st.code.c_str(), st.message);
+    } else {
+      ClearDone(true);
+    }
+  } else if (!opts_.full) {
+    // What was acknowledged before the failure is done: keep that progress.
+    ClearDone(true);
+  }
+  {
+    std::lock_guard<std::mutex> lk(s_.mu_);
+    res_.deferred = s_.deferred_ - deferred0_;
+    if (res_.code.empty() && s_.sender_ == sender_ && !sender_->Lost()) s_.synced_ = true;
+  }
+  res_.ok = res_.code.empty();
+  res_.ms = std::chrono::duration<double, std::milli>(Clock::now() - t0_).count();
+  Progress(true);
+  return res_;
+}
+
+ResyncResult RunResync(const std::shared_ptr<ReplicationSink>& sink, const ResyncOptions& opts, ResyncControl& ctl) {
+  Resyncer r(sink, opts, ctl);
+  return r.Run();
+}
+
+}  // namespace ha::rfs
