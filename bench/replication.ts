@@ -1,0 +1,155 @@
+/**
+ * `npm run bench:replication [-- --quick]` (root: FUSE): replication figures, each compared with a
+ * baseline measured in the same run.
+ *
+ * Set-up on this machine: the primary's replicated directory on the local disk, intercepted by the
+ * FUSE interceptor, its changes streamed (authenticated, encrypted, acknowledged after being
+ * written) to a receiver whose copy lives on a tmpfs (separate storage), over loopback.
+ *  - seq_raw_MBps / seq_repl_MBps / seq_ratio: 1 MiB sequential writes with a final fsync
+ *    (dd conv=fsync), into a plain directory and into the replicated one;
+ *  - fsync4k_*: 4 KiB write + fdatasync latency (p50/p99), plain vs replicated;
+ *  - resync_1pct_s: the secondary away while 1% of N small files and 4 MiB inside each of four big
+ *    files changed; time for the returning secondary to be in sync again; resync_rsync_s: `rsync
+ *    -a --inplace` of the same change between the same two directories;
+ *  - lost_acked_writes: records whose fdatasync returned on the primary but missing on the copy.
+ * Last line: one JSON object.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { closeSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connectSender, mountInterceptor, openReplicatedDir, startReceiver } from '@ha/native';
+
+const quick = process.argv.includes('--quick');
+const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
+if (process.getuid?.() !== 0) { console.error('bench:replication: needs root (FUSE mounts, tmpfs)'); process.exit(1); }
+
+const KEY = 'bench-replication-key-0123456789';
+const SEQ_MIB = quick ? 256 : 1024;
+const FSYNC_N = quick ? 1000 : 4000;
+const SMALL_FILES = quick ? 10_000 : 100_000;
+const BIG_MIB = quick ? 64 : 256;
+
+const root = mkdtempSync(join(tmpdir(), 'ha-bench-repl-'));
+const tmpfs = join(root, 'tmpfs');
+mkdirSync(tmpfs);
+execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${quick ? 2 : 4}g`, 'tmpfs', tmpfs]);
+const cleanup: Array<() => void | Promise<void>> = [() => { spawnSync('umount', ['-l', tmpfs]); rmSync(root, { recursive: true, force: true }); }];
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+}
+
+/** dd 1 MiB blocks + final fsync; MB/s. */
+function ddMBps(file: string, mib: number): number {
+  const t0 = process.hrtime.bigint();
+  execFileSync('dd', ['if=/dev/zero', `of=${file}`, 'bs=1M', `count=${mib}`, 'conv=fsync'], { stdio: 'ignore' });
+  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  rmSync(file, { force: true });
+  return (mib * 1.048576) / s;
+}
+
+/** 4 KiB write + fdatasync latencies (µs), from a child process so the FUSE side is not on our thread. */
+function fsync4k(dir: string, n: number): number[] {
+  const script = `const fs=require('fs');const fd=fs.openSync(process.argv[1],'w');const b=Buffer.alloc(4096,7);const out=[];
+for(let i=0;i<${n};i++){const t=process.hrtime.bigint();fs.writeSync(fd,b,0,4096,(i%256)*4096);fs.fdatasyncSync(fd);out.push(Number(process.hrtime.bigint()-t)/1000);}
+fs.closeSync(fd);process.stdout.write(JSON.stringify(out));`;
+  const r = execFileSync(process.execPath, ['-e', script, join(dir, 'fsync4k.dat')], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  return JSON.parse(r) as number[];
+}
+
+async function replicated(primaryDir: string, copyDir: string) {
+  const receiver = startReceiver({ dir: copyDir, bind: '127.0.0.1', port: 0, key: KEY, mode: 'written' });
+  const repl = openReplicatedDir({ dir: primaryDir, stateDir: join(root, `state-${Math.random().toString(36).slice(2)}`) });
+  const sender = await connectSender({ host: '127.0.0.1', port: receiver.port, key: KEY, mode: 'written' });
+  repl.attachSender(sender);
+  const fuse = mountInterceptor({ dir: primaryDir, sink: repl.sinkHandle });
+  return {
+    receiver, repl, sender, fuse,
+    async close() { await fuse.unmount({ lazy: true, timeoutMs: 5000 }).catch(() => {}); repl.detachSender(); sender.close(); repl.close(); receiver.close(); },
+  };
+}
+
+const res: Record<string, number | boolean> = { quick };
+try {
+  // --- sequential and fsync: plain vs replicated ---
+  const plain = join(root, 'plain'); mkdirSync(plain);
+  const prim = join(root, 'prim'); mkdirSync(prim);
+  const copy = join(tmpfs, 'copy'); mkdirSync(copy);
+  const seqRaw: number[] = []; const seqRepl: number[] = [];
+  const r = await replicated(prim, copy);
+  cleanup.unshift(() => r.close());
+  for (let i = 0; i < (quick ? 2 : 3); i++) {
+    seqRaw.push(ddMBps(join(plain, `seq${i}`), SEQ_MIB));
+    seqRepl.push(ddMBps(join(prim, `seq${i}`), SEQ_MIB));
+    log(`seq round ${i + 1}: raw ${seqRaw.at(-1)!.toFixed(0)} MB/s, replicated ${seqRepl.at(-1)!.toFixed(0)} MB/s`);
+  }
+  const raw4k = fsync4k(plain, FSYNC_N);
+  const repl4k = fsync4k(prim, FSYNC_N);
+  Object.assign(res, {
+    seq_raw_MBps: Math.round(pct(seqRaw, 50)), seq_repl_MBps: Math.round(pct(seqRepl, 50)),
+    seq_ratio: Math.round((pct(seqRepl, 50) / pct(seqRaw, 50)) * 100) / 100,
+    fsync4k_raw_p50_us: Math.round(pct(raw4k, 50)), fsync4k_repl_p50_us: Math.round(pct(repl4k, 50)),
+    fsync4k_raw_p99_us: Math.round(pct(raw4k, 99)), fsync4k_repl_p99_us: Math.round(pct(repl4k, 99)),
+  });
+  log(`fsync 4k p50: raw ${res.fsync4k_raw_p50_us} us, replicated ${res.fsync4k_repl_p50_us} us`);
+
+  // --- lost acknowledged writes: records acknowledged on the primary all present on the copy ---
+  const recFd = openSync(join(prim, 'records.log'), 'w');
+  const N = quick ? 2000 : 10000;
+  for (let i = 1; i <= N; i++) { writeSync(recFd, `record ${i}\n`); fdatasyncSync(recFd); }
+  closeSync(recFd);
+  const copied = readFileSync(join(copy, 'records.log'), 'utf8').split('\n').filter(Boolean).length;
+  res.lost_acked_writes = N - copied;
+  await r.close();
+  cleanup.shift();
+
+  // --- resynchronisation after 1% change vs rsync ---
+  const src = join(root, 'resync-src'); const dst = join(tmpfs, 'resync-dst'); const rs = join(tmpfs, 'rsync-dst');
+  for (const d of [src, dst, rs]) mkdirSync(d, { recursive: true });
+  log(`creating ${SMALL_FILES} small files and 4 x ${BIG_MIB} MiB files`);
+  for (let i = 0; i < SMALL_FILES; i++) {
+    const sub = join(src, `d${i % 100}`);
+    if (i < 100) mkdirSync(sub, { recursive: true });
+    writeFileSync(join(sub, `f${i}`), `small file ${i}\n`.repeat(8));
+  }
+  for (let i = 0; i < 4; i++) execFileSync('dd', ['if=/dev/urandom', `of=${join(src, `big${i}`)}`, 'bs=1M', `count=${BIG_MIB}`], { stdio: 'ignore' });
+  execFileSync('rsync', ['-a', `${src}/`, `${rs}/`]);
+  // First synchronisation of the replicated copy (not timed: the figure is the resync).
+  const r2 = await replicated(src, dst);
+  cleanup.unshift(() => r2.close());
+  await r2.repl.fullSync();
+  // The secondary goes away; 1% of small files and 4 MiB inside each big file change.
+  r2.repl.detachSender(); r2.sender.close(); r2.receiver.close();
+  const change = (base: string) => {
+    for (let i = 0; i < SMALL_FILES; i += 100) writeFileSync(join(base, `d${i % 100}`, `f${i}`), `changed ${i}\n`);
+    const buf = Buffer.alloc(4 << 20, 9);
+    for (let i = 0; i < 4; i++) { const fd = openSync(join(base, `big${i}`), 'r+'); writeSync(fd, buf, 0, buf.length, (BIG_MIB / 2) << 20); closeSync(fd); }
+  };
+  change(src); // through the interceptor: tracked
+  // rsync's copy of the same change
+  const t1 = process.hrtime.bigint();
+  execFileSync('rsync', ['-a', '--inplace', `${src}/`, `${rs}/`]);
+  res.resync_rsync_s = Math.round(Number(process.hrtime.bigint() - t1) / 1e6) / 1000;
+  // The secondary returns: new receiver and sender, resync of what changed.
+  const receiver2 = startReceiver({ dir: dst, bind: '127.0.0.1', port: 0, key: KEY, mode: 'written' });
+  const sender2 = await connectSender({ host: '127.0.0.1', port: receiver2.port, key: KEY, mode: 'written' });
+  const t2 = process.hrtime.bigint();
+  r2.repl.attachSender(sender2);
+  await r2.repl.resync([]);
+  res.resync_1pct_s = Math.round(Number(process.hrtime.bigint() - t2) / 1e6) / 1000;
+  const hash = (f: string) => createHash('sha256').update(readFileSync(f)).digest('hex');
+  res.resync_identical = hash(join(src, 'big0')) === hash(join(dst, 'big0')) && readFileSync(join(src, 'd0', 'f0'), 'utf8') === readFileSync(join(dst, 'd0', 'f0'), 'utf8');
+  r2.repl.detachSender(); sender2.close(); receiver2.close();
+  Object.assign(res, {
+    goal_seq_ratio_ge_0_7: (res.seq_ratio as number) >= 0.7,
+    goal_fsync4k_le_raw_plus_150: (res.fsync4k_repl_p50_us as number) <= (res.fsync4k_raw_p50_us as number) + 150,
+    goal_resync_le_rsync_div_5: (res.resync_1pct_s as number) <= (res.resync_rsync_s as number) / 5,
+    goal_lost_acked_0: res.lost_acked_writes === 0,
+  });
+} finally {
+  for (const c of cleanup) await c();
+}
+console.log(JSON.stringify(res));
