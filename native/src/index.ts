@@ -19,6 +19,7 @@
 export { nativeAvailable, nativeUnavailableReason, arpProbe, arpAnnounce } from './native.js';
 export type { NativeProbeResult } from './native.js';
 // rfs modules (write interceptor, replication transport) add their exports below.
-export * from './rfs-dirty.js';
 export * from './rfs-fuse.js';
 export * from './rfs-transport.js';
+export * from './rfs-dirty.js';
+export * from './rfs-repl.js';

@@ -223,7 +223,7 @@ Napi::Value Resync(const Napi::CallbackInfo& info) {
     JsEvent j;
     j.type = "progress";
     j.nums = {{"bytesDone", static_cast<double>(p.bytesDone)}, {"bytesTotal", static_cast<double>(p.bytesTotal)},
-              {"entriesDone", static_cast<double>(p.entriesDone)}, {"entriesTotal", static_cast<double>(p.entriesTotal)},
+              {"filesDone", static_cast<double>(p.entriesDone)}, {"filesTotal", static_cast<double>(p.entriesTotal)},
               {"rate", p.rate}, {"etaS", p.etaS}};
     events->Send(std::move(j));
   };
