@@ -104,14 +104,16 @@ void ReplicationSink::BeforeApply(const std::string& path, uint64_t offset, uint
   infl_cv_.notify_all();
 }
 
-// A directory that moved: the peer may not have its subtree under the new name (its entries' marks
-// only cover what changed), so the resync copies it whole. Convention of this module: a zone mark
-// on a directory means "copy the whole subtree".
+// An entry that moved: the peer may have its content under the old name only (the marks copied
+// by MarkRename cover only what changed), so the resync copies it whole: a regular file's every
+// zone, a directory's whole subtree (convention of this module: a zone mark on a directory means
+// "copy the whole subtree").
 void ReplicationSink::MarkDirFull(const std::string& path) {
   struct stat st;
   if (path.empty() || root_fd_ < 0) return;
-  if (fstatat(root_fd_, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
-    OnMarkError(tracker_->MarkData(path, 0, 1));
+  if (fstatat(root_fd_, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return;
+  if (S_ISDIR(st.st_mode)) OnMarkError(tracker_->MarkData(path, 0, 1));
+  else if (S_ISREG(st.st_mode)) OnMarkError(tracker_->MarkData(path, 0, UINT64_MAX));
 }
 
 void ReplicationSink::MarkMeta(const Record& r) {

@@ -159,9 +159,14 @@ class Resyncer {
   // Clears the finished entries the secondary acknowledged (batched unless force).
   void ClearDone(bool force) {
     if (opts_.full) return;  // a full sync clears everything at the end (ClearUpTo)
+    if (done_.empty()) return;
+    auto now = Clock::now();
+    if (!force && done_.size() < 64 && now - last_clear_ < std::chrono::milliseconds(100)) return;
+    last_clear_ = now;
+    acked_ = std::max(acked_, sender_->Stats().applied);  // cumulative acks seen so far
     size_t ready = 0;
     while (ready < done_.size() && done_[ready].second <= acked_) ready++;
-    if (ready == 0 || (!force && ready < 64)) return;
+    if (ready == 0) return;
     std::vector<std::string> paths;
     paths.reserve(ready);
     for (size_t i = 0; i < ready; i++) {
@@ -207,7 +212,7 @@ class Resyncer {
   uint64_t inflight_ = 0, last_ = 0, acked_ = 0;
   std::deque<std::pair<std::string, uint64_t>> done_;
   uint64_t total_bytes_ = 0, total_entries_ = 0, deferred0_ = 0;
-  Clock::time_point t0_, last_progress_;
+  Clock::time_point t0_, last_progress_, last_clear_;
   ResyncResult res_;
 };
 
