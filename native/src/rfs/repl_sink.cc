@@ -13,6 +13,7 @@ namespace ha::rfs {
 namespace {
 
 constexpr auto kStaleInFlight = std::chrono::seconds(30);
+constexpr uint64_t kMarkAheadZones = 16;
 
 std::string Parent(const std::string& p) {
   size_t i = p.rfind('/');
@@ -93,8 +94,24 @@ void ReplicationSink::BeforeApply(const std::string& path, uint64_t offset, uint
     std::lock_guard<std::mutex> lk(infl_mu_);
     infl_[tid] = InFlight{0, path, std::chrono::steady_clock::now()};
   }
+  // Sequential writes (any FUSE thread): mark ahead kMarkAheadZones zones past the write, so a
+  // stream of writes pays one durable log write per kMarkAheadZones zones instead of one per zone.
+  // Extra marks only cost a resync copying those zones (clamped to the file's size: appends are free).
+  uint64_t mark_len = length;
+  const uint64_t end = length > UINT64_MAX - offset ? UINT64_MAX : offset + length;
+  {
+    std::lock_guard<std::mutex> lk(infl_mu_);
+    auto it = last_end_.find(path);
+    if (end != UINT64_MAX && it != last_end_.end() && offset <= it->second && it->second - offset <= opts_.zoneBytes) {
+      // Up to a multiple of the look-ahead, so the marked end moves once per kMarkAheadZones zones.
+      uint64_t ahead = kMarkAheadZones * opts_.zoneBytes;
+      if (end < UINT64_MAX - 2 * ahead) mark_len = (end / ahead + 2) * ahead - offset;
+    }
+    if (last_end_.size() > 256) last_end_.clear();
+    last_end_[path] = end;
+  }
   uint64_t epoch = 0;
-  DirtyStatus s = tracker_->MarkData(path, offset, length, &epoch);
+  DirtyStatus s = tracker_->MarkData(path, offset, mark_len, &epoch);
   if (!s.ok()) OnMarkError(s);
   {
     std::lock_guard<std::mutex> lk(infl_mu_);

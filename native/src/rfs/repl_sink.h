@@ -148,6 +148,7 @@ class ReplicationSink : public ChangeSink, public std::enable_shared_from_this<R
   std::mutex infl_mu_;
   std::condition_variable infl_cv_;
   std::unordered_map<std::thread::id, InFlight> infl_;
+  std::unordered_map<std::string, uint64_t> last_end_;  // end of the last data change by path (mark-ahead)
 
   std::mutex loop_mu_;
   std::condition_variable loop_cv_;
