@@ -36,7 +36,7 @@ export interface DataReplication {
 
 /** Something that can be told what to undo if this process dies (the VIP package's lifeline). @public */
 export interface DeathRegistry {
-  update(owner: string, state: { onDeath?: Array<{ cmd: string; args?: string[]; timeoutMs?: number }> } | undefined): void;
+  update(owner: string, state: { onDeath?: Array<{ cmd: string; args?: string[]; timeoutMs?: number }>; fuseAbort?: number[] } | undefined): void;
 }
 
 /** A best-effort, authenticated message channel to the peer (the membership). @public */

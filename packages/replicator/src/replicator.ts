@@ -9,7 +9,7 @@
  * that were never acknowledged) over the membership's authenticated messages; the primary
  * resynchronises the union of both lists, or everything when the secondary has never been in sync.
  */
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EventEmitter } from 'eventemitter3';
 import { HaError, type DataContext, type DataReplication, type ReintegrationProgress } from '@ha/interface';
@@ -54,6 +54,8 @@ interface DirState {
   interceptor?: Interceptor | undefined;
   sender?: RfsSender | undefined;
   receiver?: RfsReceiver | undefined;
+  /** The FUSE connection id of the interceptor's mount (/sys/fs/fuse/connections/<id>). */
+  fuseId?: number | undefined;
   roBound?: boolean;
 }
 
@@ -117,6 +119,9 @@ class Replicator extends EventEmitter<{ lost: [Error] }> implements DataReplicat
   /** If this process dies, the lifeline unmounts what we mounted over the directories. */
   #registerUnmounts(): void {
     this.ctx.lifeline?.update(`rfs:${this.ctx.module}`, {
+      // Abort our FUSE connections first (a killed process with files open on its own mount
+      // cannot finish exiting until then), then detach the mounts.
+      fuseAbort: this.#dirs.flatMap((d) => (d.interceptor && d.fuseId !== undefined ? [d.fuseId] : [])),
       onDeath: this.#dirs.filter((d) => d.interceptor || d.roBound).map((d) => ({ cmd: 'umount', args: ['-l', d.dir], timeoutMs: 5000 })),
     });
   }
@@ -128,6 +133,7 @@ class Replicator extends EventEmitter<{ lost: [Error] }> implements DataReplicat
       d.repl = openReplicatedDir({ dir: d.dir, stateDir: d.trackerDir, ...(this.init.zoneBytes ? { zoneBytes: this.init.zoneBytes } : {}) });
       d.repl.on('lost', (err: Error) => this.#lost(d, err));
       d.interceptor = mountInterceptor({ dir: d.dir, sink: d.repl.sinkHandle });
+      d.fuseId = fuseConnectionId(d.dir);
       this.#log.info('rfs:primary', `${d.dir}: writes are intercepted and tracked (FUSE over the directory)`);
     }
     this.#registerUnmounts();
@@ -138,6 +144,7 @@ class Replicator extends EventEmitter<{ lost: [Error] }> implements DataReplicat
       if (d.interceptor) {
         await d.interceptor.unmount({ lazy: true, timeoutMs: 5000 }).catch((err: Error) => this.#log.error('rfs:unmount', `${d.dir}: unmount failed: ${err.message}`));
         d.interceptor = undefined;
+        d.fuseId = undefined;
       }
       d.repl?.close();
       d.repl = undefined;
@@ -294,4 +301,17 @@ class Replicator extends EventEmitter<{ lost: [Error] }> implements DataReplicat
       writeFileSync(join(d.trackerDir, IN_SYNC), new Date().toISOString() + '\n');
     }
   }
+}
+
+/**
+ * The FUSE connection id of the file system mounted at `dir`: the minor number of its device
+ * (FUSE superblocks are anonymous devices, major 0), as named under /sys/fs/fuse/connections/.
+ */
+function fuseConnectionId(dir: string): number | undefined {
+  try {
+    const dev = statSync(dir).dev;
+    const major = Math.floor(dev / 256) & 0xfff;
+    const minor = (dev & 0xff) | (Math.floor(dev / 4096) & ~0xff);
+    return major === 0 && minor > 1 ? minor : undefined;
+  } catch { return undefined; }
 }

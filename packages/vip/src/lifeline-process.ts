@@ -8,7 +8,8 @@
  * SIGKILLs the registered process groups and processes, logs what it did and exits.
  * It prints "ready" on stdout once listening so the parent knows it runs.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { appendFileSync } from 'node:fs';
 import { deleteAddress } from './iproute.js';
 import { stateProblems, type LifelineCommand, type LifelineState } from './lifeline-protocol.js';
@@ -45,6 +46,18 @@ function onLine(line: string): void {
   state = msg as LifelineState;
 }
 
+/** The fusectl file system gives /sys/fs/fuse/connections/<id>/abort; mount it if it is not. */
+function ensureFusectl(): void {
+  const dir = '/sys/fs/fuse/connections';
+  try { if (readdirSync(dir).length > 0) return; } catch { /* missing: try to mount */ }
+  try {
+    execFileSync('mount', ['-t', 'fusectl', 'none', dir], { stdio: 'ignore', timeout: 5000 });
+    log('lifeline:fusectl', `mounted fusectl on ${dir}`);
+  } catch (err) {
+    log('lifeline:error', `cannot mount fusectl on ${dir}: ${(err as Error).message}`);
+  }
+}
+
 function runCommand(c: LifelineCommand): Promise<string> {
   const timeoutMs = c.timeoutMs ?? 5000;
   return new Promise((resolve) => {
@@ -69,7 +82,18 @@ function kill(target: number, group: boolean): string {
 async function undo(): Promise<void> {
   const t0 = performance.now();
   const vips = state.vips ?? [];
-  log('lifeline:parent-died', `parent ${parentPid} died without a clean stop; undoing: ${vips.length} VIP(s), ${state.onDeath?.length ?? 0} command(s), ${state.pgids?.length ?? 0} group(s), ${state.pids?.length ?? 0} process(es)`);
+  log('lifeline:parent-died', `parent ${parentPid} died without a clean stop; undoing: ${vips.length} VIP(s), ${state.onDeath?.length ?? 0} command(s), ${state.pgids?.length ?? 0} group(s), ${state.pids?.length ?? 0} process(es), ${state.fuseAbort?.length ?? 0} FUSE connection(s)`);
+  // First, abort the FUSE connections the parent served: until then a thread of the dying parent
+  // may be stuck closing a file on its own mount, and nothing it holds is released.
+  if ((state.fuseAbort ?? []).length > 0) ensureFusectl();
+  for (const id of state.fuseAbort ?? []) {
+    try {
+      writeFileSync(`/sys/fs/fuse/connections/${id}/abort`, '1');
+      log('lifeline:fuse-abort', `aborted FUSE connection ${id}`, { id });
+    } catch (err) {
+      log('lifeline:fuse-abort', `FUSE connection ${id}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'already gone' : (err as Error).message}`, { id });
+    }
+  }
   await Promise.all(vips.map(async (v) => {
     try {
       const removed = await deleteAddress(v);
@@ -103,6 +127,25 @@ const finish = () => {
 };
 process.stdin.once('end', finish);
 process.stdin.once('error', finish);
+// A parent killed while one of its threads is stuck (e.g. closing a file on a FUSE mount it
+// served itself) never closes our pipe: its leader is a zombie while that thread waits. Watch its
+// state too; a zombie or vanished parent is dead.
+function parentDead(): boolean {
+  try {
+    const stat = readFileSync(`/proc/${parentPid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const state = fields[0];
+    // Field 9 of stat (index 6 after the command): the task flags; PF_EXITING (0x4) is set once
+    // the process is exiting (a SIGKILL was delivered), even while one of its threads is stuck.
+    const flags = Number(fields[6]);
+    if (state === 'Z' || state === 'X' || (Number.isFinite(flags) && (flags & 0x4) !== 0)) return true;
+    // A SIGKILL pending on a thread that waits uninterruptibly (a request to a FUSE daemon that
+    // was itself) never gets as far as exiting: pending SIGKILL (bit 0x100 of SigPnd/ShdPnd) is death.
+    const status = readFileSync(`/proc/${parentPid}/status`, 'utf8');
+    return /^(SigPnd|ShdPnd):\s*[0-9a-f]*[13579bdf][0-9a-f]{2}$/im.test(status);
+  } catch { return true; }
+}
+const watch = setInterval(() => { if (parentDead()) { clearInterval(watch); finish(); } }, 50);
 // Signals to our own group (we run detached) should not stop the watch silently.
 process.on('SIGINT', () => {});
 process.on('SIGHUP', () => {});

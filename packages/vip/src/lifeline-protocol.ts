@@ -28,6 +28,12 @@ export interface LifelineState {
   /** Single processes to SIGKILL. */
   pids?: number[];
   onDeath?: LifelineCommand[];
+  /**
+   * FUSE connections (ids under /sys/fs/fuse/connections/) served by the parent, aborted FIRST:
+   * a process killed while it has files open on a FUSE mount it serves itself cannot finish
+   * exiting (closing such a file waits for a daemon that is itself) until its connection is aborted.
+   */
+  fuseAbort?: number[];
 }
 
 /** Checks a state received on the wire; returns a list of what is wrong (empty if fine). Pure. @internal */
@@ -42,7 +48,7 @@ export function stateProblems(s: unknown): string[] {
       out.push(`vips[${i}] must be {address, prefix, interface}`);
     }
   }
-  for (const k of ['pgids', 'pids']) {
+  for (const k of ['pgids', 'pids', 'fuseAbort']) {
     if (arr(k)) for (const [i, v] of ((o[k] as unknown[] | undefined) ?? []).entries()) {
       if (typeof v !== 'number' || !Number.isInteger(v) || v <= 1) out.push(`${k}[${i}] must be an integer > 1, got ${JSON.stringify(v)}`);
     }
@@ -61,12 +67,14 @@ export function mergeStates(states: Iterable<LifelineState>): Required<LifelineS
   const vips = new Map<string, LifelineVip>();
   const pgids = new Set<number>();
   const pids = new Set<number>();
+  const fuseAbort = new Set<number>();
   const onDeath: LifelineCommand[] = [];
   for (const s of states) {
+    for (const f of s.fuseAbort ?? []) fuseAbort.add(f);
     for (const v of s.vips ?? []) vips.set(`${v.interface}/${v.address}`, { address: v.address, prefix: v.prefix, interface: v.interface });
     for (const p of s.pgids ?? []) pgids.add(p);
     for (const p of s.pids ?? []) pids.add(p);
     onDeath.push(...(s.onDeath ?? []));
   }
-  return { vips: [...vips.values()], pgids: [...pgids], pids: [...pids], onDeath };
+  return { fuseAbort: [...fuseAbort], vips: [...vips.values()], pgids: [...pgids], pids: [...pids], onDeath };
 }

@@ -113,7 +113,7 @@ class LifelineImpl implements Lifeline {
       const problems = stateProblems(state);
       if (problems.length > 0) throw new InvalidOptionError(`lifeline.update(${owner}): ${problems.join('; ')}`, { details: { owner } });
     }
-    const empty = state === undefined || (!state.vips?.length && !state.pgids?.length && !state.pids?.length && !state.onDeath?.length);
+    const empty = state === undefined || (!state.vips?.length && !state.pgids?.length && !state.pids?.length && !state.onDeath?.length && !state.fuseAbort?.length);
     if (empty) this.#owners.delete(owner); else this.#owners.set(owner, structuredClone(state));
     this.#send();
   }
