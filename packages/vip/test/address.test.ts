@@ -159,6 +159,7 @@ test('lifeline state checks and merge', (t) => {
   t.deepEqual(stateProblems({ pgids: [1, 'x'], vips: [{}], onDeath: 3 }),
     ['vips[0] must be {address, prefix, interface}', 'pgids[0] must be an integer > 1, got 1', 'pgids[1] must be an integer > 1, got "x"', '"onDeath" must be an array']);
   const v = { address: '198.18.0.100', prefix: 24, interface: 'eth0' };
-  t.deepEqual(mergeStates([{ vips: [v], pgids: [10] }, { vips: [v], pgids: [10, 11], pids: [5], onDeath: [{ cmd: '/bin/true' }] }]),
-    { vips: [v], pgids: [10, 11], pids: [5], onDeath: [{ cmd: '/bin/true' }] });
+  t.deepEqual(mergeStates([{ vips: [v], pgids: [10], fuseAbort: [44] }, { vips: [v], pgids: [10, 11], pids: [5], onDeath: [{ cmd: '/bin/true' }], fuseAbort: [44, 46] }]),
+    { vips: [v], pgids: [10, 11], pids: [5], onDeath: [{ cmd: '/bin/true' }], fuseAbort: [44, 46] });
+  t.deepEqual(stateProblems({ fuseAbort: ['x'] }), ['fuseAbort[0] must be an integer > 1, got "x"']);
 });
