@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { HaError, isHaError, type LogEntry } from '@ha/interface';
+import { replicator } from '@ha/replicator';
 import {
   controlRequest, createCluster, formatEntry, fromUserConfig, loadClusterDescription, loadUserConfig, serveControl,
   type ClusterStatus, type MirrorStatus,
@@ -160,6 +161,8 @@ async function run(values: Values, module: string, socket: string, out: (s: stri
   // socket file, which would leave that daemon running but unreachable).
   const other = await controlRequest(socket, { cmd: 'state' }, 3000).then((st) => st as ClusterStatus, () => undefined);
   if (other) throw new DaemonRunningError(`a daemon (node ${other.node}) is already running on the control socket ${socket}; stop it first, or give this one another --socket`);
+  const dirs = config.rfs?.replicated.map((r) => r.dir) ?? [];
+  if (dirs.length) init.mirror.data = replicator({ dirs });
   const print = (e: LogEntry) => out(values.json ? JSON.stringify(e) : formatEntry(e));
   const cluster = await createCluster({ ...init, onLog: print, autoStart: !values['no-autostart'], start: false });
   for (const n of notes) cluster.log.warn('config', n);

@@ -64,7 +64,8 @@ export function fromUserConfig(config: UserConfig, cluster: ClusterDescription, 
   }
   if (config.errd?.procs.length) notes.push(`${file}: <errd> process checkers are parsed but not enforced by this version (they come with @ha/checkers)`);
   if (config.check && Object.values(config.check).some((a) => Array.isArray(a) && a.length)) notes.push(`${file}: <check> checkers are parsed but not enforced by this version (they come with @ha/checkers)`);
-  if (config.rfs?.replicated.length) notes.push(`${file}: <rfs> file replication is parsed but not active in this version (it comes with @ha/replicator)`);
+  // <rfs>: the data plane is built by the caller (the `ha` daemon uses @ha/replicator), so that
+  // @ha/cluster does not depend on the native replication code.
 
   const base = config.source ? dirname(config.source) : process.cwd();
   const scriptsDir = opts.scriptsDir ?? (existsSync(join(base, 'bin')) ? join(base, 'bin') : base);
