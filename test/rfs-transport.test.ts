@@ -382,6 +382,11 @@ ntest('receiver killed mid-stream: lost, waitAcked false, takeUnacked lists exac
   for (let i = 0; i < 4; i++) first.push(snd.submitForTest({ op: 'write', path: 'f', offset: i * 65536, data: bytes(65536, i) }));
   t.true(await snd.waitAcked(first.at(-1)!));
   child.kill('SIGSTOP');  // it acknowledges nothing more
+  // SIGSTOP takes effect asynchronously: wait until every thread of the receiver is stopped.
+  await until(() => readdirSync(`/proc/${child.pid}/task`).every((tid) => {
+    const st = readFileSync(`/proc/${child.pid}/task/${tid}/stat`, 'utf8');
+    return st.slice(st.lastIndexOf(')') + 2, st.lastIndexOf(')') + 3) === 'T';
+  }));
   const later: RfsRecord[] = [
     { op: 'write', path: 'f', offset: 1 << 20, data: bytes(200_000, 7) },
     { op: 'truncate', path: 'f', length: 123 },
