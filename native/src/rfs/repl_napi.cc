@@ -4,6 +4,8 @@
 // running resync, joins its thread and closes the sink when the process exits.
 #include <napi.h>
 
+#include "../js_events.h"
+
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -25,43 +27,8 @@ Napi::Error CodedError(Napi::Env env, const std::string& code, const std::string
   return e;
 }
 
-struct JsEvent {
-  std::string type, code, message;
-  std::vector<std::pair<const char*, double>> nums;
-  std::vector<std::pair<const char*, bool>> flags;
-};
-
-void CallJs(Napi::Env env, Napi::Function fn, std::nullptr_t*, JsEvent* ev) {
-  if (env != nullptr && fn != nullptr) {
-    Napi::Object o = Napi::Object::New(env);
-    if (!ev->code.empty()) o.Set("code", ev->code);
-    if (!ev->message.empty()) o.Set("message", ev->message);
-    for (auto& [k, v] : ev->nums) o.Set(k, v);
-    for (auto& [k, v] : ev->flags) o.Set(k, v);
-    fn.Call({Napi::String::New(env, ev->type), o});
-  }
-  delete ev;
-}
-
-using Tsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, JsEvent, CallJs>;
-
-struct Events {
-  std::mutex mu;
-  bool live = false;
-  Tsfn tsfn;
-  void Send(JsEvent&& e) {
-    std::lock_guard<std::mutex> lk(mu);
-    if (!live) return;
-    auto* p = new JsEvent(std::move(e));
-    if (tsfn.NonBlockingCall(p) != napi_ok) delete p;
-  }
-  void Close() {
-    std::lock_guard<std::mutex> lk(mu);
-    if (!live) return;
-    live = false;
-    tsfn.Release();
-  }
-};
+using ha::JsEvent;
+using Events = ha::JsEvents;
 
 struct Box {
   std::shared_ptr<ReplicationSink> sink;
@@ -118,18 +85,15 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   opts.stateDir = o.Get("stateDir").As<Napi::String>();
   opts.zoneBytes = U64(o.Get("zoneBytes"));
   opts.barrierIntervalMs = o.Get("barrierIntervalMs").As<Napi::Number>().Int32Value();
-  auto events = std::make_shared<Events>();
-  events->tsfn = Tsfn::New(env, o.Get("onEvent").As<Napi::Function>(), "rfsReplEvents", 0, 1);
-  events->live = true;
-  events->tsfn.Unref(env);  // events do not keep the process alive
+  auto events = ha::JsEvents::Make(env, o.Get("onEvent").As<Napi::Function>(), "rfsReplEvents");
+  events->tsfn().Unref(env);  // events do not keep the process alive
   std::string code, message;
   auto sink = ReplicationSink::Open(
       opts,
       [events](ReplEvent&& e) {
         JsEvent j;
         j.type = e.type;
-        j.code = e.code;
-        j.message = e.message;
+        j.Str("code", e.code).Str("message", e.message);
         events->Send(std::move(j));
       },
       &code, &message);
@@ -231,14 +195,13 @@ Napi::Value Resync(const Napi::CallbackInfo& info) {
   auto sink = b->sink;
   auto running = b->running;
   running->store(true);
-  events->tsfn.Ref(env);  // a pending resync keeps the process alive (rfsReplIdle unrefs)
+  events->tsfn().Ref(env);  // a pending resync keeps the process alive (rfsReplIdle unrefs)
   b->resync = std::thread([sink, ctl, events, opts, running]() {
     ResyncResult r = RunResync(sink, opts, *ctl);
     running->store(false);
     JsEvent j;
     j.type = "done";
-    j.code = r.code;
-    j.message = r.message;
+    j.Str("code", r.code).Str("message", r.message);
     j.nums = {{"entries", static_cast<double>(r.entries)}, {"files", static_cast<double>(r.files)},
               {"bytesSent", static_cast<double>(r.bytesSent)}, {"records", static_cast<double>(r.records)},
               {"deferred", static_cast<double>(r.deferred)}, {"ms", r.ms}};
@@ -250,8 +213,7 @@ Napi::Value Resync(const Napi::CallbackInfo& info) {
 
 Napi::Value Idle(const Napi::CallbackInfo& info) {
   if (Box* b = GetBox(info)) {
-    std::lock_guard<std::mutex> lk(b->events->mu);
-    if (b->events->live) b->events->tsfn.Unref(info.Env());
+    b->events->Unref(info.Env());
   }
   return info.Env().Undefined();
 }

@@ -3,6 +3,8 @@
 // by an env cleanup hook when the process exits.
 #include <napi.h>
 
+#include "../js_events.h"
+
 #include <algorithm>
 #include <chrono>
 #include <memory>
@@ -21,53 +23,10 @@ Napi::Error CodedError(Napi::Env env, const std::string& code, const std::string
   return e;
 }
 
-struct JsEvent {
-  std::string type, peer, code, message, path;
-  int err = 0;
-  uint64_t seq = 0;
-};
+using ha::JsEvent;
+using EventSink = ha::JsEvents;
 
-void CallJsEvent(Napi::Env env, Napi::Function fn, std::nullptr_t*, JsEvent* ev) {
-  if (env != nullptr && fn != nullptr) {
-    Napi::Object o = Napi::Object::New(env);
-    if (!ev->peer.empty()) o.Set("peer", ev->peer);
-    if (!ev->code.empty()) o.Set("code", ev->code);
-    if (!ev->message.empty()) o.Set("message", ev->message);
-    if (!ev->path.empty() || ev->type == "apply-failed") o.Set("path", ev->path);
-    if (ev->err) o.Set("errno", ev->err);
-    if (ev->seq) o.Set("seq", static_cast<double>(ev->seq));
-    fn.Call({Napi::String::New(env, ev->type), o});
-  }
-  delete ev;
-}
-
-using EventTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, JsEvent, CallJsEvent>;
-
-// The JS side of a handle's events: may be called from any thread until Close.
-struct EventSink {
-  std::mutex mu;
-  bool live = false;
-  EventTsfn tsfn;
-  void Send(JsEvent&& e) {
-    std::lock_guard<std::mutex> lk(mu);
-    if (!live) return;
-    auto* p = new JsEvent(std::move(e));
-    if (tsfn.NonBlockingCall(p) != napi_ok) delete p;
-  }
-  void Close() {
-    std::lock_guard<std::mutex> lk(mu);
-    if (!live) return;
-    live = false;
-    tsfn.Release();
-  }
-};
-
-std::shared_ptr<EventSink> MakeSink(Napi::Env env, Napi::Function fn, const char* name) {
-  auto sink = std::make_shared<EventSink>();
-  sink->tsfn = EventTsfn::New(env, fn, name, 0, 1);
-  sink->live = true;
-  return sink;
-}
+std::shared_ptr<EventSink> MakeSink(Napi::Env env, Napi::Function fn, const char* name) { return ha::JsEvents::Make(env, fn, name); }
 
 // ---------------------------------------------------------------- receiver
 
@@ -115,8 +74,10 @@ Napi::Value ReceiverStart(const Napi::CallbackInfo& info) {
       opts,
       [events](ReceiverEvent&& e) {
         JsEvent j;
-        j.type = e.type; j.peer = e.peer; j.code = e.code; j.message = e.message; j.path = e.path;
-        j.err = e.err; j.seq = e.seq;
+        j.type = e.type;
+        j.Str("peer", e.peer).Str("code", e.code).Str("message", e.message).Str("path", e.path, e.type == "apply-failed");
+        if (e.err) j.Num("errno", e.err);
+        if (e.seq) j.Num("seq", static_cast<double>(e.seq));
         events->Send(std::move(j));
       },
       code, message);
@@ -210,8 +171,7 @@ class ConnectWorker : public Napi::AsyncWorker {
     sender_->OnLost([events](const std::string& code, const std::string& reason) {
       JsEvent j;
       j.type = "lost";
-      j.code = code;
-      j.message = reason;
+      j.Str("code", code).Str("message", reason);
       events->Send(std::move(j));
     });
     auto* box = new SenderBox();
