@@ -128,7 +128,7 @@ export interface RfsTransportBinding {
   rfsReceiverStart(o: { dir: string; bind: string; port: number; key: Buffer; durable: boolean; onEvent: (type: string, e: NativeEvent) => void }): NativeHandle;
   rfsReceiverPort(h: NativeHandle): number;
   rfsReceiverStats(h: NativeHandle): RfsReceiverStats;
-  rfsReceiverClose(h: NativeHandle): void;
+  rfsReceiverClose(h: NativeHandle, drain?: boolean): void;
   rfsSenderConnect(o: { host: string; port: number; key: Buffer; mode: RfsAckMode; ackTimeoutMs: number; maxQueueBytes: number; connectTimeoutMs: number; onEvent: (type: string, e: NativeEvent) => void }): Promise<{ handle: NativeHandle; peer: string }>;
   rfsSenderSink(h: NativeHandle): RfsSinkHandle;
   rfsSenderSubmit(h: NativeHandle, r: Omit<RfsRecord, 'op'> & { op: number }): number;
@@ -216,10 +216,15 @@ export class RfsReceiver extends EventEmitter<RfsReceiverEvents> {
   }
 
   /** Stops listening, ends the current stream (records not yet applied are dropped) and joins the threads. */
-  close(): void {
+  /**
+   * Stops receiving. With `drain`, every record already received is applied first (blocking
+   * until done, bounded by the receiver's apply queue): a secondary that takes over must apply
+   * what it acknowledged as received. Without, records not yet applied are dropped.
+   */
+  close(opts: { drain?: boolean } = {}): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#b.rfsReceiverClose(this.#h);
+    this.#b.rfsReceiverClose(this.#h, opts.drain === true);
   }
 }
 

@@ -35,15 +35,15 @@ struct ReceiverBox {
   std::shared_ptr<EventSink> events;
   napi_env env = nullptr;
   bool closed = false;
-  void Close();
+  void Close(bool drain = false);
 };
 
 void ReceiverCleanup(void* arg) { static_cast<ReceiverBox*>(arg)->Close(); }
 
-void ReceiverBox::Close() {
+void ReceiverBox::Close(bool drain) {
   if (closed) return;
   closed = true;
-  if (receiver) receiver->Close();
+  if (receiver) receiver->Close(drain);
   if (events) events->Close();
   napi_remove_env_cleanup_hook(env, ReceiverCleanup, this);
 }
@@ -121,7 +121,8 @@ Napi::Value ReceiverStatsJs(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ReceiverClose(const Napi::CallbackInfo& info) {
-  if (auto* b = GetReceiver(info)) b->Close();
+  const bool drain = info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
+  if (auto* b = GetReceiver(info)) b->Close(drain);
   return info.Env().Undefined();
 }
 

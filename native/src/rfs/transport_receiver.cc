@@ -109,7 +109,7 @@ Receiver::~Receiver() {
   Close();
 }
 
-void Receiver::Close() {
+void Receiver::Close(bool drain) {
   {
     std::lock_guard<std::mutex> lk(closeMu_);
     if (closed_) return;
@@ -121,7 +121,7 @@ void Receiver::Close() {
     (void)w;
   }
   if (acceptor_.joinable()) acceptor_.join();
-  EndSession();
+  EndSession(drain);
   if (listenFd_ >= 0) close(listenFd_);
   if (stopFd_ >= 0) close(stopFd_);
   applier_.reset();
@@ -207,7 +207,7 @@ void Receiver::Serve(int fd, const std::string& peer) {
 
 // Ends the current stream: the reader stops; the applier applies what was received (unless the
 // receiver is closing) and stops.
-void Receiver::EndSession() {
+void Receiver::EndSession(bool drain) {
   std::unique_ptr<Session> s;
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -222,7 +222,7 @@ void Receiver::EndSession() {
   s->closingReason = closing ? "receiver closed" : "replaced by a new authenticated connection";
   s->closing = true;
   shutdown(s->fd, SHUT_RDWR);
-  if (closing) {
+  if (closing && !drain) {
     std::lock_guard<std::mutex> lk(s->qMu);
     s->stopApply = true;
   }

@@ -60,14 +60,17 @@ class Receiver {
   ~Receiver();
   int Port() const { return port_; }
   ReceiverStats Stats();
-  void Close();
+  // Stops accepting and reading. With drain, every record already received is applied first
+  // (a secondary taking over must apply what it acknowledged as received); without, the rest of
+  // the queue is dropped.
+  void Close(bool drain = false);
 
  private:
   struct Session;
   Receiver() = default;
   void AcceptLoop();
   void Serve(int fd, const std::string& peer);
-  void EndSession();
+  void EndSession(bool drain = false);
   void ReaderLoop(Session* s);
   void ApplierLoop(Session* s);
   void SendAck(Session* s);

@@ -174,7 +174,9 @@ class Replicator extends EventEmitter<{ lost: [Error] }> implements DataReplicat
         try { undoReadOnlyBind(d.dir); } catch (err) { this.#log.error('rfs:bind', `${d.dir}: ${(err as Error).message}`); }
         d.roBound = false;
       }
-      d.receiver?.close();
+      // Apply everything received before this node may take over (what was acknowledged as
+      // received must be in its files).
+      d.receiver?.close({ drain: true });
       d.receiver = undefined;
     }
     this.#registerUnmounts();
