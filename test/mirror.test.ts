@@ -4,19 +4,25 @@
  */
 import { createSocket } from 'node:dgram';
 import { waitFor } from './lab/index.js';
+import type { ExecutionContext } from 'ava';
 import { labTest } from './lab/ava.js';
 import { MirrorPair, now } from './lab/mirror-pair.js';
 
 const test = labTest;
-test.serial.beforeEach(() => {}); // (lab tests in this file run one at a time: they measure and kill)
 
-test.serial('[lab] SIGKILL of the primary: the secondary takes the VIP and serves; the killed node stops answering for the VIP', async (t) => {
+/** A pair with a primary, a ready secondary, and a client already served through the VIP. */
+async function servedPair(t: ExecutionContext) {
   const pair = await MirrorPair.create();
   t.teardown(() => pair.destroy());
   pair.start(0); pair.start(1);
   const { prim, second } = await pair.waitPrimSecond();
   pair.startProbe();
   await pair.waitServedBy(prim, 0);
+  return { pair, prim, second };
+}
+
+test.serial('[lab] SIGKILL of the primary: the secondary takes the VIP and serves; the killed node stops answering for the VIP', async (t) => {
+  const { pair, prim, second } = await servedPair(t);
   const t0 = await pair.kill(prim);
   const served = await pair.waitServedBy(second, t0, 5000);
   const outageMs = ((served.mono as number) - t0) / 1000;
@@ -42,12 +48,7 @@ test.serial('[lab] SIGKILL of the primary: the secondary takes the VIP and serve
 });
 
 test.serial('[lab] link of the primary cut: the secondary takes over; the isolated primary releases the VIP and returns as SECOND', async (t) => {
-  const pair = await MirrorPair.create();
-  t.teardown(() => pair.destroy());
-  pair.start(0); pair.start(1);
-  const { prim, second } = await pair.waitPrimSecond();
-  pair.startProbe();
-  await pair.waitServedBy(prim, 0);
+  const { pair, prim, second } = await servedPair(t);
   const t0 = now();
   await pair.lab.nodes[prim]!.linkDown();
   const served = await pair.waitServedBy(second, t0, 5000);

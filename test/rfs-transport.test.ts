@@ -371,6 +371,15 @@ function spawnReceiver(t: ExecutionContext, dir: string): Promise<{ child: Child
   });
 }
 
+/** SIGSTOP, then wait until every thread is really stopped (the signal takes effect asynchronously). */
+async function stopProcess(child: ChildProcess): Promise<void> {
+  child.kill('SIGSTOP');
+  await until(() => readdirSync(`/proc/${child.pid}/task`).every((tid) => {
+    const st = readFileSync(`/proc/${child.pid}/task/${tid}/stat`, 'utf8');
+    return st.slice(st.lastIndexOf(')') + 2, st.lastIndexOf(')') + 3) === 'T';
+  }));
+}
+
 ntest('receiver killed mid-stream: lost, waitAcked false, takeUnacked lists exactly the unacknowledged records', async (t) => {
   const dir = tmp(t, 'sec');
   const { child, port } = await spawnReceiver(t, dir);
@@ -381,12 +390,7 @@ ntest('receiver killed mid-stream: lost, waitAcked false, takeUnacked lists exac
   const first = [snd.submitForTest({ op: 'create', path: 'f', mode: 0o644 })];
   for (let i = 0; i < 4; i++) first.push(snd.submitForTest({ op: 'write', path: 'f', offset: i * 65536, data: bytes(65536, i) }));
   t.true(await snd.waitAcked(first.at(-1)!));
-  child.kill('SIGSTOP');  // it acknowledges nothing more
-  // SIGSTOP takes effect asynchronously: wait until every thread of the receiver is stopped.
-  await until(() => readdirSync(`/proc/${child.pid}/task`).every((tid) => {
-    const st = readFileSync(`/proc/${child.pid}/task/${tid}/stat`, 'utf8');
-    return st.slice(st.lastIndexOf(')') + 2, st.lastIndexOf(')') + 3) === 'T';
-  }));
+  await stopProcess(child);  // it acknowledges nothing more
   const later: RfsRecord[] = [
     { op: 'write', path: 'f', offset: 1 << 20, data: bytes(200_000, 7) },
     { op: 'truncate', path: 'f', length: 123 },
@@ -421,7 +425,7 @@ ntest('ack timeout and queue overflow make replication lost', async (t) => {
   const { child, port } = await spawnReceiver(t, dir);
   const snd = await connectSender({ host: '127.0.0.1', port, key: KEY, ackTimeoutMs: 300, maxQueueBytes: 1 << 20 });
   t.teardown(() => snd.close());
-  child.kill('SIGSTOP');
+  await stopProcess(child);
   t.teardown(() => { child.kill('SIGKILL'); });
   const s = snd.submitForTest({ op: 'create', path: 'x', mode: 0o644 });
   t.false(await snd.waitAcked(s));

@@ -21,6 +21,7 @@
  * const r = await rd.resync(peerDirtyEntries)     // copies only what changed
  * ```
  */
+import type { ReintegrationProgress } from '@ha/interface';
 import { mkdirSync, realpathSync, statSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { EventEmitter } from 'eventemitter3';
@@ -50,20 +51,8 @@ export interface DirtyEntryJson {
   epoch?: number;
 }
 
-/** Progress of a resync / full sync (every ~200 ms). @public */
-export interface ResyncProgress {
-  bytesDone: number;
-  /** Estimate (a full sync discovers the tree as it goes). */
-  bytesTotal: number;
-  /** Entries (files, directories, ...) done. */
-  filesDone: number;
-  /** Entries to do (an estimate during a full sync). */
-  filesTotal: number;
-  /** Bytes/s since the start. */
-  rate: number;
-  /** Seconds left at the current rate; -1 when unknown. */
-  etaS: number;
-}
+/** Progress of a resync / full sync (every ~200 ms): the mirror's reintegration progress. @public */
+export type ResyncProgress = ReintegrationProgress;
 
 /** Result of a finished resync / full sync. @public */
 export interface ResyncResult {

@@ -87,6 +87,13 @@ class Fs final : public Interceptor {
     Count(static_cast<int>(r.op));
     return opts_.sink->Submit(std::move(r));
   }
+  // Ends an operation that replies with an errno: waits for the secondary's ack, then replies.
+  void FinishErr(fuse_req_t req, uint64_t seq, int err) {
+    Wait(seq);
+    if (err) errors_++;
+    fuse_reply_err(req, err);
+  }
+
   void Wait(uint64_t seq) {
     if (seq == 0) return;
     bool ok = opts_.sink->WaitAcked(seq);
@@ -453,9 +460,7 @@ void RemoveEntry(fuse_req_t req, fuse_ino_t parent_ino, const char* name, bool d
       else fs->unrecorded_++;
     }
   }
-  fs->Wait(seq);
-  if (err) fs->errors_++;
-  fuse_reply_err(req, err);
+  fs->FinishErr(req, seq, err);
 }
 
 void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) { RemoveEntry(req, parent, name, false); }
@@ -495,9 +500,7 @@ void OpRename(fuse_req_t req, fuse_ino_t parent_ino, const char* name, fuse_ino_
       else fs->unrecorded_++;
     }
   }
-  fs->Wait(seq);
-  if (err) fs->errors_++;
-  fuse_reply_err(req, err);
+  fs->FinishErr(req, seq, err);
 }
 
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
@@ -745,9 +748,7 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
       else fs->unrecorded_++;
     }
   }
-  fs->Wait(seq);
-  if (err) fs->errors_++;
-  fuse_reply_err(req, err);
+  fs->FinishErr(req, seq, err);
 }
 
 void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
@@ -796,9 +797,7 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
       else fs->unrecorded_++;
     }
   }
-  fs->Wait(seq);
-  if (err) fs->errors_++;
-  fuse_reply_err(req, err);
+  fs->FinishErr(req, seq, err);
 }
 
 void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
@@ -819,9 +818,7 @@ void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
       else fs->unrecorded_++;
     }
   }
-  fs->Wait(seq);
-  if (err) fs->errors_++;
-  fuse_reply_err(req, err);
+  fs->FinishErr(req, seq, err);
 }
 
 void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info* fi) {

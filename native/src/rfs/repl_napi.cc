@@ -5,6 +5,7 @@
 #include <napi.h>
 
 #include "../js_events.h"
+#include "../owned_handle.h"
 
 #include <atomic>
 #include <memory>
@@ -30,39 +31,27 @@ Napi::Error CodedError(Napi::Env env, const std::string& code, const std::string
 using ha::JsEvent;
 using Events = ha::JsEvents;
 
-struct Box {
+struct Box : ha::OwnedHandle<Box> {
   std::shared_ptr<ReplicationSink> sink;
   std::shared_ptr<Events> events;
   std::thread resync;
   std::shared_ptr<ResyncControl> ctl;
   std::shared_ptr<std::atomic<bool>> running = std::make_shared<std::atomic<bool>>(false);
-  napi_env env = nullptr;
-  bool closed = false;
   void JoinResync() {
     if (ctl) ctl->abort = true;
     if (resync.joinable()) resync.join();
   }
-  void Close();
+  void OnClose() {
+    JoinResync();
+    if (sink) sink->Close();
+    if (events) events->Close();
+  }
 };
 
-void Cleanup(void* arg) { static_cast<Box*>(arg)->Close(); }
-
-void Box::Close() {
-  if (closed) return;
-  closed = true;
-  JoinResync();
-  if (sink) sink->Close();
-  if (events) events->Close();
-  napi_remove_env_cleanup_hook(env, Cleanup, this);
-}
-
 Box* GetBox(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsExternal()) {
-    CodedError(info.Env(), "ERR_RFS_HANDLE", "not a replicated directory handle").ThrowAsJavaScriptException();
-    return nullptr;
-  }
-  Box* b = info[0].As<Napi::External<Box>>().Data();
-  if (b->closed) {
+  Box* b = Box::Unwrap(info, "replicated directory");
+  if (!b) return nullptr;
+  if (b->closed()) {
     CodedError(info.Env(), "ERR_RFS_REPL_CLOSED", "the replicated directory is closed").ThrowAsJavaScriptException();
     return nullptr;
   }
@@ -105,12 +94,7 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   auto* box = new Box();
   box->sink = sink;
   box->events = events;
-  box->env = env;
-  napi_add_env_cleanup_hook(env, Cleanup, box);
-  return Napi::External<Box>::New(env, box, [](Napi::Env, Box* b) {
-    b->Close();
-    delete b;
-  });
+  return Box::Wrap(env, box);
 }
 
 Napi::Value SinkHandle(const Napi::CallbackInfo& info) {

@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include "../js_events.h"
+#include "../owned_handle.h"
 
 #include <algorithm>
 #include <chrono>
@@ -30,32 +31,17 @@ std::shared_ptr<EventSink> MakeSink(Napi::Env env, Napi::Function fn, const char
 
 // ---------------------------------------------------------------- receiver
 
-struct ReceiverBox {
+struct ReceiverBox : ha::OwnedHandle<ReceiverBox> {
   std::unique_ptr<Receiver> receiver;
   std::shared_ptr<EventSink> events;
-  napi_env env = nullptr;
-  bool closed = false;
-  void Close(bool drain = false);
+  bool drain = false;  // set by rfsReceiverClose before Close()
+  void OnClose() {
+    if (receiver) receiver->Close(drain);
+    if (events) events->Close();
+  }
 };
 
-void ReceiverCleanup(void* arg) { static_cast<ReceiverBox*>(arg)->Close(); }
-
-void ReceiverBox::Close(bool drain) {
-  if (closed) return;
-  closed = true;
-  if (receiver) receiver->Close(drain);
-  if (events) events->Close();
-  napi_remove_env_cleanup_hook(env, ReceiverCleanup, this);
-}
-
-ReceiverBox* GetReceiver(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsExternal()) {
-    CodedError(info.Env(), "ERR_RFS_HANDLE", "not a receiver handle").ThrowAsJavaScriptException();
-    return nullptr;
-  }
-  auto* b = info[0].As<Napi::External<ReceiverBox>>().Data();
-  return b;
-}
+ReceiverBox* GetReceiver(const Napi::CallbackInfo& info) { return ReceiverBox::Unwrap(info, "receiver"); }
 
 Napi::Value ReceiverStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -89,12 +75,7 @@ Napi::Value ReceiverStart(const Napi::CallbackInfo& info) {
   auto* box = new ReceiverBox();
   box->receiver = std::move(rcv);
   box->events = events;
-  box->env = env;
-  napi_add_env_cleanup_hook(env, ReceiverCleanup, box);
-  return Napi::External<ReceiverBox>::New(env, box, [](Napi::Env, ReceiverBox* b) {
-    b->Close();
-    delete b;
-  });
+  return ReceiverBox::Wrap(env, box);
 }
 
 Napi::Value ReceiverPort(const Napi::CallbackInfo& info) {
@@ -122,37 +103,25 @@ Napi::Value ReceiverStatsJs(const Napi::CallbackInfo& info) {
 
 Napi::Value ReceiverClose(const Napi::CallbackInfo& info) {
   const bool drain = info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
-  if (auto* b = GetReceiver(info)) b->Close(drain);
+  if (auto* b = GetReceiver(info)) {
+    b->drain = drain;
+    b->Close();
+  }
   return info.Env().Undefined();
 }
 
 // ---------------------------------------------------------------- sender
 
-struct SenderBox {
+struct SenderBox : ha::OwnedHandle<SenderBox> {
   std::shared_ptr<Sender> sender;
   std::shared_ptr<EventSink> events;
-  napi_env env = nullptr;
-  bool closed = false;
-  void Close();
+  void OnClose() {
+    if (sender) sender->Close();
+    if (events) events->Close();
+  }
 };
 
-void SenderCleanup(void* arg) { static_cast<SenderBox*>(arg)->Close(); }
-
-void SenderBox::Close() {
-  if (closed) return;
-  closed = true;
-  if (sender) sender->Close();
-  if (events) events->Close();
-  napi_remove_env_cleanup_hook(env, SenderCleanup, this);
-}
-
-SenderBox* GetSender(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsExternal()) {
-    CodedError(info.Env(), "ERR_RFS_HANDLE", "not a sender handle").ThrowAsJavaScriptException();
-    return nullptr;
-  }
-  return info[0].As<Napi::External<SenderBox>>().Data();
-}
+SenderBox* GetSender(const Napi::CallbackInfo& info) { return SenderBox::Unwrap(info, "sender"); }
 
 class ConnectWorker : public Napi::AsyncWorker {
  public:
@@ -178,12 +147,7 @@ class ConnectWorker : public Napi::AsyncWorker {
     auto* box = new SenderBox();
     box->sender = sender_;
     box->events = events;
-    box->env = env;
-    napi_add_env_cleanup_hook(env, SenderCleanup, box);
-    auto ext = Napi::External<SenderBox>::New(env, box, [](Napi::Env, SenderBox* b) {
-      b->Close();
-      delete b;
-    });
+    auto ext = SenderBox::Wrap(env, box);
     Napi::Object o = Napi::Object::New(env);
     o.Set("handle", ext);
     o.Set("peer", sender_->Peer());

@@ -3,12 +3,15 @@ import type { ModuleLog } from './log.js';
 /** Progress of a reintegration (resynchronisation of a returning secondary). @public */
 export interface ReintegrationProgress {
   bytesDone: number;
+  /** Bytes to copy (an estimate during a full synchronisation, which discovers the tree as it goes). */
   bytesTotal: number;
+  /** Entries (files, directories, ...) done. */
   filesDone: number;
+  /** Entries to do (an estimate during a full synchronisation). */
   filesTotal: number;
-  /** Bytes per second. */
+  /** Bytes per second since the start. */
   rate: number;
-  /** Estimated seconds left. */
+  /** Seconds left at the current rate; -1 when unknown. */
   etaS: number;
 }
 
