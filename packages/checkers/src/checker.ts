@@ -123,6 +123,9 @@ export abstract class BaseChecker extends EventEmitter<CheckerEvents> implements
     return { resource: this.name, kind: this.kind, state: this.#state, reason: this.#reason, since: this.#since, checks: this.checks, faults: this.faults };
   }
 
+  /** Forgets the state (on start: the first check after a (re)start reports afresh). */
+  protected reset(): void { this.#state = 'unknown'; this.#reason = 'not checked yet'; }
+
   /** Sets the state; emits `change` (and logs) when it differs. */
   protected set(state: ResourceState, reason: string): void {
     const previous = this.#state;
@@ -179,6 +182,8 @@ export abstract class PollingChecker extends BaseChecker {
 
   async start(): Promise<void> {
     await this.guard.start(async () => {
+      this.reset();
+      this.#consecutive = 0;
       const gen = ++this.#generation;
       const loop = () => {
         if (gen !== this.#generation) return;

@@ -77,7 +77,7 @@ export abstract class EventChecker extends BaseChecker {
   protected abstract onStop(): Promise<void> | void;
   /** Reports the resource's state. */
   protected report(state: ResourceState, reason: string): void { this.checks++; this.set(state, reason); }
-  async start(): Promise<void> { await this.guard.start(async () => { await this.onStart(); }); }
+  async start(): Promise<void> { await this.guard.start(async () => { this.reset(); await this.onStart(); }); }
   async stop(): Promise<void> { await this.guard.stop(async () => { await this.onStop(); }); }
 }
 

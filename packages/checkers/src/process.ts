@@ -66,6 +66,7 @@ class ProcessChecker extends BaseChecker {
 
   async start(): Promise<void> {
     await this.guard.start(async () => {
+      this.reset();
       const { child } = this.init;
       if (child) {
         if (child.exitCode !== null || child.signalCode !== null) { this.set('down', `child process ${child.pid ?? ''} has exited`); return; }
