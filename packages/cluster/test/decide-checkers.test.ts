@@ -12,6 +12,7 @@ test('witness: asked before becoming ALONE without hearing the peer, and only th
     ['PRIM, secondary lost', me({ s: 'PRIM' }), undefined, true],
     ['WAIT up to date, discovery over', me({ s: 'WAIT', u: true, waitedMs: 5000 }), undefined, true],
     ['WAIT forced prim', me({ s: 'WAIT', f: true }), undefined, false],
+    ['PRIM started by a forced prim, secondary lost', me({ s: 'PRIM', f: true }), undefined, true],
     ['SECOND, peer planned STOP', me({ s: 'SECOND', l: 'SECOND', r: true }), peer({ s: 'STOP' }), false],
     ['ALONE stays ALONE', me({ s: 'ALONE', u: true }), undefined, false],
     ['PRIM with its SECOND', me({ s: 'PRIM' }), peer({}), false],

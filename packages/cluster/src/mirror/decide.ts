@@ -199,11 +199,11 @@ export function decide(me: SelfView, peer: PeerView | undefined): Decision {
 /**
  * The split-brain rule: a node about to become ALONE while it does not hear its peer (a failover
  * from SECOND, a PRIM that lost its secondary, a WAIT node that gave up looking for its peer) must
- * first reach the witness, if one is configured. A forced `prim` and a peer that announced its
+ * first reach the witness, if one is configured. A forced `prim` (from WAIT) and a peer that announced its
  * planned STOP need no witness.
  */
 export function needsWitness(me: SelfView, peer: PeerView | undefined, d: Decision): boolean {
-  return d.next === 'ALONE' && me.s !== 'ALONE' && peer === undefined && !me.f;
+  return d.next === 'ALONE' && me.s !== 'ALONE' && peer === undefined && !(me.s === 'WAIT' && me.f);
 }
 
 /** The decision when the witness was needed and not reached. */

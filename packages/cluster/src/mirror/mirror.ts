@@ -419,6 +419,8 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
     }
     if (next === 'WAIT') {
       if (wasPrimary) {
+        // A forced `prim` was carried out when this node took the role; losing it ends it.
+        this.#forced = false;
         await this.#leavePrimary(reason);
         // A PRIM whose secondary may take over is no longer known up to date; an ALONE still is.
         await store.update({ uptodate: prev === 'ALONE', state: 'WAIT' });
