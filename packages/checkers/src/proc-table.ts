@@ -96,6 +96,29 @@ export class ProcTable {
     for (const pid of this.#known.keys()) if (!seen.has(pid)) { this.#known.delete(pid); this.#firstSeen.delete(pid); }
   }
 
+  #pollers = new Map<number, Set<() => void>>();
+  #timers = new Map<number, NodeJS.Timeout>();
+
+  /** Calls `fn` every `ms`, on one timer shared by every caller with the same period. Returns an unsubscribe. */
+  every(ms: number, fn: () => void): () => void {
+    let set = this.#pollers.get(ms);
+    if (!set) {
+      const s = new Set<() => void>();
+      set = s;
+      this.#pollers.set(ms, s);
+      const t = setInterval(() => { for (const f of s) f(); }, ms);
+      t.unref();
+      this.#timers.set(ms, t);
+    }
+    set.add(fn);
+    return () => {
+      const s = this.#pollers.get(ms);
+      if (!s) return;
+      s.delete(fn);
+      if (s.size === 0) { clearInterval(this.#timers.get(ms)); this.#timers.delete(ms); this.#pollers.delete(ms); }
+    };
+  }
+
   /** The command line of a known process (cached). */
   cmdline(p: ProcInfo): string {
     if (p.cmdline === undefined) p.cmdline = readCmdline(p.pid);

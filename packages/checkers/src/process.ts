@@ -27,14 +27,14 @@ export interface ProcessCheckerInit {
   atmost?: number;
   /** How often watched PIDs are checked (default 100 ms). */
   pollMs?: number;
-  /** How often /proc is scanned for new instances (default 1000 ms). */
+  /** How often /proc is scanned for new instances (default 5000 ms; death is seen by the 100 ms poll, not the scan). */
   scanMs?: number;
 }
 
 class ProcessChecker extends BaseChecker {
   #watched: ProcInfo[] = [];
-  #poll: NodeJS.Timeout | undefined;
-  #scan: NodeJS.Timeout | undefined;
+  #unpoll: (() => void) | undefined;
+  #unscan: (() => void) | undefined;
   #onExit: ((code: number | null, sig: NodeJS.Signals | null) => void) | undefined;
   readonly atleast: number;
   readonly atmost: number | undefined;
@@ -58,7 +58,7 @@ class ProcessChecker extends BaseChecker {
       throw new CheckerConfigError(this.name, 'atmost', `must be an integer >= atleast (${this.atleast}), got ${String(this.atmost)}`);
     }
     this.pollMs = init.pollMs ?? 100;
-    this.scanMs = init.scanMs ?? 1000;
+    this.scanMs = init.scanMs ?? 5000;
   }
 
   /** PIDs currently counted. */
@@ -75,32 +75,33 @@ class ProcessChecker extends BaseChecker {
         this.set('up', `child process ${child.pid} runs`);
         return;
       }
-      this.rescan();
-      const poll = () => { this.#pollOnce(); };
-      this.#poll = setInterval(poll, this.pollMs);
-      this.#poll.unref();
-      this.#scan = setInterval(() => this.rescan(), this.scanMs);
-      this.#scan.unref();
+      this.rescan(true);
+      this.#unpoll = procTable.every(this.pollMs, () => this.#pollOnce());
+      this.#unscan = procTable.every(this.scanMs, () => this.rescan());
     });
   }
 
   async stop(): Promise<void> {
     await this.guard.stop(async () => {
-      if (this.#poll) clearInterval(this.#poll);
-      if (this.#scan) clearInterval(this.#scan);
-      this.#poll = this.#scan = undefined;
+      this.#unpoll?.();
+      this.#unscan?.();
+      this.#unpoll = this.#unscan = undefined;
       if (this.#onExit) this.init.child?.off('exit', this.#onExit);
       this.#onExit = undefined;
       this.#watched = [];
     });
   }
 
-  /** Scans /proc now for the instances (e.g. right after the application was restarted). */
-  rescan(): void {
+  /**
+   * Scans /proc for the instances. `fresh` (at start, e.g. right after the application was
+   * restarted) forces a new scan; the periodic scans share the table's last scan when recent,
+   * so several process checkers cost one scan per interval.
+   */
+  rescan(fresh = false): void {
     const { process: name, args, pid } = this.init;
     let found: ProcInfo[];
     try {
-      const all = procTable.list();
+      const all = procTable.list(fresh ? 0 : this.scanMs * 0.9);
       found = pid !== undefined ? all.filter((p) => p.pid === pid) : all.filter((p) => p.pid !== process.pid && matches(p, name, args, () => procTable.cmdline(p)));
       found = found.filter((p) => p.state !== 'Z' && p.state !== 'X');
     } catch (err) {
