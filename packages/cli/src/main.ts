@@ -162,7 +162,7 @@ async function run(values: Values, module: string, socket: string, out: (s: stri
   const other = await controlRequest(socket, { cmd: 'state' }, 3000).then((st) => st as ClusterStatus, () => undefined);
   if (other) throw new DaemonRunningError(`a daemon (node ${other.node}) is already running on the control socket ${socket}; stop it first, or give this one another --socket`);
   const dirs = config.rfs?.replicated.map((r) => r.dir) ?? [];
-  if (dirs.length) init.mirror.data = replicator({ dirs });
+  if (dirs.length && init.mirror) init.mirror.data = replicator({ dirs });
   const print = (e: LogEntry) => out(values.json ? JSON.stringify(e) : formatEntry(e));
   const cluster = await createCluster({ ...init, onLog: print, autoStart: !values['no-autostart'], start: false });
   for (const n of notes) cluster.log.warn('config', n);
@@ -218,5 +218,11 @@ export function formatStatus(st: ClusterStatus): string {
     if (m.vip) lines.push(`  vip ${m.vip.address} on ${m.vip.interface}: ${m.vip.held ? 'held by this node' : 'not held'}`);
     lines.push(`  application: ${m.app.running ? 'running' : 'stopped'}`);
     return lines.join('\n');
-  }).join('\n');
+  }).concat((st.farms ?? []).map((f) => [
+    `module ${f.module} (farm) on ${f.node}: ${f.state} [${f.colour}] since ${f.since}`,
+    `  last decision: ${f.lastReason}`,
+    ...(f.vip ? [`  vip ${f.vip.address} on ${f.vip.interface}, virtual MAC ${f.vip.vmac}`] : []),
+    `  share (of ${f.bucketCount} buckets):`,
+    ...f.shares.map((s) => `    ${s.node.padEnd(12)} ${String(s.state).padEnd(7)} ${s.alive ? '' : '(not heard) '}${s.buckets} buckets, ${s.pct}%`),
+  ].join('\n'))).join('\n');
 }

@@ -13,7 +13,7 @@
  *   passes only if its hash falls in this node's buckets; everything else to that port is
  *   dropped without a reply, in particular a mid-stream packet of a connection another node
  *   serves (a reset from here would break it). TCP/UDP to other ports of the VIP is dropped;
- *   ICMP passes.
+ *   ICMP passes, and so does the node's own traffic to the VIP (over `lo`: its checkers).
  */
 import { isIPv4 } from '@ha/vip';
 import { toRanges, DEFAULT_BUCKETS } from './buckets.js';
@@ -134,6 +134,8 @@ export function renderFilterTable(spec: FarmRulesetSpec, owned: Iterable<number>
     `flush chain inet ${t} lb`,
   ];
   const add = (rule: string) => lines.push(`add rule inet ${t} lb ip daddr ${s.vip} ${rule}`);
+  // The node's own connections to the VIP (its checkers) are its own to answer.
+  lines.push(`add rule inet ${t} lb iif "lo" accept`);
   for (const r of s.rules) {
     const m = `${r.proto} dport ${r.port}`;
     add(`${m} ct state established,related accept`);

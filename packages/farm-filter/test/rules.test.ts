@@ -15,6 +15,7 @@ test('the filter table: established first, SYN-only hash test, then drop', (t) =
   t.regex(s, /hook prerouting priority -140/);
   const lines = s.split('\n').filter((l) => l.startsWith('add rule'));
   t.deepEqual(lines, [
+    'add rule inet ha_farm_web lb iif "lo" accept',
     'add rule inet ha_farm_web lb ip daddr 198.18.0.100 tcp dport 80 ct state established,related accept',
     'add rule inet ha_farm_web lb ip daddr 198.18.0.100 tcp dport 80 tcp flags & (fin|syn|rst|ack) == syn jhash ip saddr mod 16 seed 0x4841 { 0-3, 9 } accept',
     'add rule inet ha_farm_web lb ip daddr 198.18.0.100 tcp dport 80 drop',
