@@ -51,5 +51,5 @@ export { formatEntry, PersistentLog } from './module-log.js';
 export { serveControl, controlRequest, ControlError, CONTROL_COMMANDS } from './control.js';
 export type { ControlCommand, ControlRequest, ControlResponse } from './control.js';
 export * from './config/index.js';
-export { fromUserConfig } from './from-userconfig.js';
+export { fromUserConfig, mergeClusterInits } from './from-userconfig.js';
 export type { FromUserConfigOptions } from './from-userconfig.js';
