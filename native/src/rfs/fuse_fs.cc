@@ -761,7 +761,7 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
   Record r;
   r.op = Op::Write;
   r.offset = static_cast<uint64_t>(off);
-  r.data.assign(reinterpret_cast<const uint8_t*>(data), reinterpret_cast<const uint8_t*>(data) + size);  // the one copy
+  r.borrowed = reinterpret_cast<const uint8_t*>(data);  // lent for the Submit (no copy)
   uint64_t seq = 0;
   ssize_t n;
   int err = 0;
@@ -773,7 +773,7 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
     } else if (n > 0) {
       // Recomputed under the lock: a concurrent rename may have moved the file.
       if (fs->PathOf(in, &r.path)) {
-        r.data.resize(static_cast<size_t>(n));
+        r.borrowed_len = static_cast<size_t>(n);
         r.length = static_cast<uint64_t>(n);
         seq = fs->Submit(std::move(r));
       } else {

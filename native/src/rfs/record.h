@@ -62,6 +62,20 @@ struct Record {
   Timespec atime;
   Timespec mtime;
   std::vector<uint8_t> data;  // write bytes, or xattr value
+  // Write bytes lent by the interceptor instead of `data` (no copy on the hot path). Valid only
+  // until the ChangeSink::Submit that receives the record returns: a sink that keeps the record
+  // longer calls Own() first. Read the bytes with Bytes()/Size().
+  const uint8_t* borrowed = nullptr;
+  size_t borrowed_len = 0;
+
+  const uint8_t* Bytes() const { return borrowed ? borrowed : data.data(); }
+  size_t Size() const { return borrowed ? borrowed_len : data.size(); }
+  void Own() {
+    if (!borrowed) return;
+    data.assign(borrowed, borrowed + borrowed_len);
+    borrowed = nullptr;
+    borrowed_len = 0;
+  }
 };
 
 // Where the interceptor sends changes: the replication sender, or a test sink.

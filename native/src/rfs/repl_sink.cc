@@ -246,7 +246,7 @@ uint64_t ReplicationSink::Submit(Record&& r) {
   if (!marked) {
     // A data change without a BeforeApply (e.g. the truncate of a create with O_TRUNC).
     uint64_t off = r.op == Op::Truncate ? r.length : r.offset;
-    uint64_t len = r.op == Op::Write ? r.data.size() : r.op == Op::Truncate ? UINT64_MAX - off : r.length;
+    uint64_t len = r.op == Op::Write ? r.Size() : r.op == Op::Truncate ? UINT64_MAX - off : r.length;
     OnMarkError(tracker_->MarkData(r.path, off, len));
   }
   std::unique_lock<std::mutex> lk(mu_);

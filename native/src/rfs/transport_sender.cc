@@ -19,6 +19,7 @@ namespace ha::rfs {
 namespace {
 
 constexpr size_t kBatchTarget = 256u << 10;  // frames grow up to this many plaintext bytes
+constexpr size_t kDirectMax = 64u << 10;     // records up to this size may be sent by the submitting thread
 
 std::string PeerName(const sockaddr* sa) {
   char host[INET6_ADDRSTRLEN] = "?";
@@ -174,16 +175,17 @@ void Sender::Lose(const char* code, const std::string& reason) {
 
 uint64_t Sender::Submit(Record&& r) {
   // A write larger than one frame's record limit goes as several records (the last seq covers all).
-  if (r.op == Op::Write && r.data.size() > wire::kMaxRecordData) {
+  if (r.op == Op::Write && r.Size() > wire::kMaxRecordData) {
     uint64_t last = 0;
     size_t off = 0;
-    while (off < r.data.size()) {
-      size_t n = std::min(wire::kMaxRecordData, r.data.size() - off);
+    while (off < r.Size()) {
+      size_t n = std::min(wire::kMaxRecordData, r.Size() - off);
       Record part;
       part.op = Op::Write;
       part.path = r.path;
       part.offset = r.offset + off;
-      part.data.assign(r.data.begin() + off, r.data.begin() + off + n);
+      part.borrowed = r.Bytes() + off;  // still valid: we are inside the caller's Submit
+      part.borrowed_len = n;
       last = Submit(std::move(part));
       off += n;
     }
@@ -193,6 +195,20 @@ uint64_t Sender::Submit(Record&& r) {
   bool overflow = false;
   bool direct = false;
   uint64_t seq;
+  // Small records (the latency-bound case: a 4 KiB write, an fsync, metadata) are sent by the
+  // submitting thread itself when nothing is queued: no hand-off to the writer thread. Large ones
+  // go to the writer thread, which encrypts them while the submitting threads go on (concurrent
+  // writeback writes overlap). Lent bytes can only be sent from here: a record that will be
+  // queued owns a copy (made outside the lock).
+  const bool small = bytes <= kDirectMax;
+  if (r.borrowed) {
+    bool own = !small;
+    if (!own) {
+      std::lock_guard<std::mutex> lk(mu_);
+      own = !queue_.empty() || sending_;
+    }
+    if (own) r.Own();
+  }
   {
     std::lock_guard<std::mutex> lk(mu_);
     seq = ++nextSeq_;
@@ -203,7 +219,7 @@ uint64_t Sender::Submit(Record&& r) {
     p.rec.path = r.path;
     p.rec.path2 = r.path2;
     p.rec.offset = r.offset;
-    p.rec.length = r.op == Op::Write ? r.data.size() : r.length;
+    p.rec.length = r.op == Op::Write ? r.Size() : r.length;
     p.bytes = bytes;
     unacked_.push_back(std::move(p));
     if (lost_) return seq;
@@ -213,8 +229,12 @@ uint64_t Sender::Submit(Record&& r) {
       pendingBytes_ += bytes;
       // Nothing queued and nobody sending: send it from this thread (order is kept: whoever sends
       // next finds sending_ set, or finds this record already on the socket).
-      if (queue_.empty() && !sending_ && bytes <= kMaxFramePlain) direct = sending_ = true;
-      else queue_.push_back(std::move(r));
+      if (small && queue_.empty() && !sending_) {
+        direct = sending_ = true;
+      } else {
+        r.Own();  // rare: the state changed since the check above
+        queue_.push_back(std::move(r));
+      }
     }
   }
   if (overflow) {
@@ -308,7 +328,7 @@ bool Sender::SendBatch(std::vector<Record>& batch, size_t plain, std::vector<uin
     p = tx_.Update(p, r.path.data(), r.path.size());
     p = tx_.Update(p, r.path2.data(), r.path2.size());
     p = tx_.Update(p, r.name.data(), r.name.size());
-    p = tx_.Update(p, r.data.data(), r.data.size());
+    p = tx_.Update(p, r.Bytes(), r.Size());
   }
   tx_.Finish(p);
   batch.clear();  // frees the write data before the (possibly slow) send

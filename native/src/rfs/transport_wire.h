@@ -28,7 +28,7 @@ inline uint64_t Get64(const uint8_t* p) { uint64_t v = 0; for (int i = 7; i >= 0
 inline uint32_t Get32(const uint8_t* p) { uint32_t v = 0; for (int i = 3; i >= 0; i--) v = (v << 8) | p[i]; return v; }
 
 inline size_t EncodedSize(const Record& r) {
-  return kRecordHeader + r.path.size() + r.path2.size() + r.name.size() + r.data.size();
+  return kRecordHeader + r.path.size() + r.path2.size() + r.name.size() + r.Size();
 }
 
 inline void EncodeHeader(const Record& r, uint8_t h[kRecordHeader]) {
@@ -50,7 +50,7 @@ inline void EncodeHeader(const Record& r, uint8_t h[kRecordHeader]) {
   p = Put32(p, static_cast<uint32_t>(r.path.size()));
   p = Put32(p, static_cast<uint32_t>(r.path2.size()));
   p = Put32(p, static_cast<uint32_t>(r.name.size()));
-  Put32(p, static_cast<uint32_t>(r.data.size()));
+  Put32(p, static_cast<uint32_t>(r.Size()));
 }
 
 // Decodes one record at p (n bytes available, p[0] == kMsgRecord). Returns the bytes consumed,
