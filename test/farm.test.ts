@@ -95,3 +95,35 @@ test('[lab] farm: a node whose service stops is taken out by its tcp checker, an
   await waitFor('node1 UP with a share again', () => lastShare(nodes[1]!) > 1000, 10_000);
   t.true(nodes[1]!.lines.some((l) => l.event === 'state' && l.state === 'UP' && String(l.reason).includes('checker')));
 });
+
+test('[lab] farm: a node\'s link cut: the others take its buckets within the detection time, no other bucket moves; healed, it rejoins', async (t) => {
+  const lab = await createLab({ nodes: 3, client: true });
+  const dir = mkdtempSync(join(tmpdir(), 'ha-farm-'));
+  t.teardown(async () => { await lab.destroy(); rmSync(dir, { recursive: true, force: true }); });
+  const vip = lab.vip(0);
+  const nodes = [await startNode(lab, 0, dir), await startNode(lab, 1, dir), await startNode(lab, 2, dir)];
+  await waitFor('three even shares', () => nodes.every((n) => Math.abs(lastShare(n) - 4096 / 3) < 4096 / 3 * 0.15) && nodes.reduce((a, n) => a + lastShare(n), 0) === 4096, 10_000);
+  const tally = (r: string[]) => r.reduce<Record<string, number>>((m, x) => { m[x] = (m[x] ?? 0) + 1; return m; }, {});
+  const before = await runClient(lab.client, { vip, port: PORT, conns: conns(22_000, 300) });
+  t.true(before.every((r) => /^node[012]$/.test(r)), JSON.stringify(tally(before)));
+
+  const cutAt = Date.now();
+  await lab.nodes[2]!.linkDown();
+  let after: string[] = [];
+  await waitFor('all new connections served by node0/node1', async () => {
+    after = await runClient(lab.client, { vip, port: PORT, conns: conns(22_000, 300), timeoutMs: 500, parallel: 50 });
+    return after.every((r) => r === 'node0' || r === 'node1');
+  }, 5_000, 50);
+  const recoveryMs = Date.now() - cutAt;
+  t.log(`link cut: served by the others after ${recoveryMs} ms`, tally(after));
+  t.true(recoveryMs < 3000, `took ${recoveryMs} ms`);
+  t.is(lastShare(nodes[0]!) + lastShare(nodes[1]!), 4096, 'node0 and node1 hold every bucket');
+  for (let i = 0; i < 300; i++) if (before[i] !== 'node2') t.is(after[i], before[i], `client port ${22_000 + i} moved from ${before[i]} to ${after[i]}`);
+
+  await lab.nodes[2]!.linkUp();
+  await waitFor('node2 rejoined with its share, every bucket held once', () => lastShare(nodes[2]!) > 1000 && lastShare(nodes[2]!) < 4096 && nodes.reduce((a, n) => a + lastShare(n), 0) === 4096, 15_000);
+  const healed = await runClient(lab.client, { vip, port: PORT, conns: conns(22_000, 300) });
+  t.log('healed', tally(healed));
+  t.true(healed.every((r) => /^node[012]$/.test(r)), `every connection answered by one node: ${JSON.stringify(tally(healed))}`);
+  t.true((tally(healed).node2 ?? 0) > 50, 'node2 serves again');
+});
