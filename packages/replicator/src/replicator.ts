@@ -199,7 +199,8 @@ class Replicator extends EventEmitter<{ lost: [Error] }> implements DataReplicat
         ...(this.init.ackTimeoutMs ? { ackTimeoutMs: this.init.ackTimeoutMs } : {}),
       });
       d.sender = sender;
-      d.repl.attachSender(sender);
+      // Held: nothing reaches the secondary before the resync below orders it after its copy.
+      d.repl.attachSender(sender, { holdUntilResync: true });
       const peerDirty = await this.#askDirty(peer, d.index, signal);
       const full = peerDirty.fresh || !existsSync(join(d.trackerDir, IN_SYNC));
       const onProgress = (p: ReintegrationProgress) => { totals[d.index] = p; report(); };
