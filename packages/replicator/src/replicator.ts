@@ -132,6 +132,11 @@ class Replicator extends EventEmitter<{ lost: [Error] }> implements DataReplicat
       this.#cleanStale(d);
       d.repl = openReplicatedDir({ dir: d.dir, stateDir: d.trackerDir, ...(this.init.zoneBytes ? { zoneBytes: this.init.zoneBytes } : {}) });
       d.repl.on('lost', (err: Error) => this.#lost(d, err));
+      d.repl.on('error', (err: Error) => {
+        // The tracker may have missed a change: only a full synchronisation is safe from now on.
+        this.#log.error('rfs:tracking', `${d.dir}: ${err.message}; the next reintegration will be a full synchronisation`);
+        rmSync(join(d.trackerDir, IN_SYNC), { force: true });
+      });
       d.interceptor = mountInterceptor({ dir: d.dir, sink: d.repl.sinkHandle });
       d.fuseId = fuseConnectionId(d.dir);
       this.#log.info('rfs:primary', `${d.dir}: writes are intercepted and tracked (FUSE over the directory)`);
@@ -229,8 +234,9 @@ class Replicator extends EventEmitter<{ lost: [Error] }> implements DataReplicat
   }
 
   #lost(d: DirState, err: Error): void {
+    // IN_SYNC stays: the tracker keeps every change from here on (and what the lost sender had not
+    // got acknowledged), so the returning secondary is reintegrated from it, not copied whole.
     this.#log.warn('rfs:lost', `${d.dir}: replication to the secondary lost: ${err.message}; changes are tracked for its reintegration`);
-    rmSync(join(d.trackerDir, IN_SYNC), { force: true }); // until the next reintegration completes
     this.emit('lost', err);
   }
 
