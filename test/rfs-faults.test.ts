@@ -4,6 +4,8 @@
  * never corrupts either copy and never loses an acknowledged write. The README's "Replication
  * failure behaviour" table lists the same cases.
  */
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { labTest } from './lab/ava.js';
 import { waitFor } from './lab/index.js';
 import { faultPair, msgs, treeDiff, treeHash } from './rfs-faults-helpers.js';
@@ -38,4 +40,58 @@ test.serial('[lab] replication link cut while the writer runs: the primary goes 
     .catch(() => undefined);
   t.deepEqual(treeDiff(treeHash(fp.copies[0]), treeHash(fp.copies[1])), []);
   t.is(pair.state(prim), 'PRIM');
+});
+
+/** Number of files of `size` bytes in dir (0 if it does not exist). */
+function fullFiles(dir: string, size: number): number {
+  try { return readdirSync(dir).filter((n) => statSync(join(dir, n)).size === size).length; } catch { return 0; }
+}
+
+test.serial('[lab] secondary SIGKILLed during replication, then during its reintegration: the primary goes ALONE; the reintegration resumes where it stopped and ends byte-identical', async (t) => {
+  const fp = await faultPair(['--writer', '8000', '--writer-every', '3']);
+  t.teardown(() => fp.destroy());
+  fp.start(0); fp.start(1);
+  const { pair } = fp;
+  const { prim, second } = await pair.waitPrimSecond(60_000);
+  await waitFor('100 acknowledged records', () => fp.acked(prim) >= 100, 60_000);
+
+  // 1. Killed during replication.
+  await pair.kill(second);
+  await pair.waitState(prim, 'ALONE', 15_000);
+  await waitFor('rfs:lost in the primary\'s log', () => fp.logs(prim, 'rfs:lost').length > 0, 15_000);
+  t.log(msgs(fp.logs(prim, 'rfs:lost')));
+  const atAlone = fp.acked(prim);
+  // While it is away: 96 files of 8 MiB through the primary's interceptor (tracked).
+  const FILES = 96, SIZE = 8 << 20;
+  await fp.sh(prim, `mkdir -p '${fp.data}/bulk' && for i in $(seq 1 ${FILES}); do head -c ${SIZE} /dev/urandom > '${fp.data}/bulk/f'$i; done`);
+  t.true(fp.acked(prim) > atAlone, 'the application went on writing while ALONE');
+
+  // 2. It returns and is killed again in the middle of its reintegration.
+  const progressBefore = fp.logs(prim, 'replica:progress').length;
+  fp.start(second);
+  const bulk = join(fp.copies[second], 'bulk');
+  await waitFor('the reintegration to have copied a few files', () => fullFiles(bulk, SIZE) >= 4, 60_000, 5);
+  await pair.kill(second);
+  const copiedBeforeKill = fullFiles(bulk, SIZE);
+  t.log(`secondary killed with ${copiedBeforeKill}/${FILES} files copied`);
+  t.true(copiedBeforeKill < FILES - 8, 'the secondary was killed in the middle of its reintegration');
+  const first = fp.logs(prim, 'replica:progress')[progressBefore];
+  t.truthy(first, 'the first reintegration reported its progress');
+  await waitFor('the failed reintegration logged', () => fp.logs(prim, 'replica:error').length > 0 || fp.logs(prim, 'rfs:lost').length > 1, 15_000);
+
+  // 3. It returns again: the reintegration resumes (what was copied and acknowledged is not copied again).
+  const progressBefore2 = fp.logs(prim, 'replica:progress').length;
+  fp.start(second);
+  await waitFor('the secondary Ready', () => pair.secondReady(second), 120_000);
+  const second2 = fp.logs(prim, 'replica:progress')[progressBefore2];
+  t.truthy(second2, 'the resumed reintegration reported its progress');
+  const total1 = first!.bytesTotal as number, total2 = second2!.bytesTotal as number;
+  t.log(`bytes to copy: first attempt ${total1}, resumed ${total2} (${copiedBeforeKill} files of ${SIZE} were done)`);
+  t.true(total1 >= FILES * SIZE, 'the first attempt had the whole change to copy');
+  t.true(total2 <= total1 - 2 * SIZE, 'the resumed reintegration does not copy again what was done');
+
+  await waitFor('the writer to finish', () => pair.procs[prim]!.events.some((e) => e.ev === 'writer:done'), 240_000);
+  await waitFor('byte-identical copies', () => treeDiff(treeHash(fp.copies[0]), treeHash(fp.copies[1])).length === 0, 60_000, 1000)
+    .catch(() => undefined);
+  t.deepEqual(treeDiff(treeHash(fp.copies[0]), treeHash(fp.copies[1])), []);
 });
