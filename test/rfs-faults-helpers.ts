@@ -54,12 +54,12 @@ export interface FaultPair {
   destroy(): Promise<void>;
 }
 
-export async function faultPair(args: string[]): Promise<FaultPair> {
+export async function faultPair(args: string[], opts: { defaultPrimary?: string } = {}): Promise<FaultPair> {
   const root = mkdtempSync(join(tmpdir(), 'ha-faults-'));
   const data = join(root, 'data');
   const copies: [string, string] = [join(root, 'node0'), join(root, 'node1')];
   for (const d of [data, ...copies]) mkdirSync(d, { recursive: true });
-  const pair = await MirrorPair.create({ args: ['--data', data, ...args] });
+  const pair = await MirrorPair.create({ args: ['--data', data, ...args], ...opts });
   const fp: FaultPair = {
     pair, root, data, copies,
     start: (i, extra = []) => pair.start(i, extra, { binds: [[copies[i]!, data]] }),
@@ -70,6 +70,7 @@ export async function faultPair(args: string[]): Promise<FaultPair> {
       const a = [
         '--node', `node${i}`, '--addresses', pair.addresses, '--vip', pair.vip,
         '--state-dir', join(pair.dir, `node${i}`), '--preset', 'default', '--hb-port', '8888',
+        ...(opts.defaultPrimary ? ['--default-primary', opts.defaultPrimary] : []),
         '--data', data, ...args, ...extra,
       ];
       const argv = [process.execPath, '--conditions=development', '--import', 'tsx', 'examples/embedded-http/server.ts', ...a];

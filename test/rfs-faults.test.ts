@@ -95,3 +95,41 @@ test.serial('[lab] secondary SIGKILLed during replication, then during its reint
     .catch(() => undefined);
   t.deepEqual(treeDiff(treeHash(fp.copies[0]), treeHash(fp.copies[1])), []);
 });
+
+test.serial('[lab] secondary disk full: it reports ENOSPC, the primary goes ALONE without blocking the application and says why; space freed: reintegrated', async (t) => {
+  const fp = await faultPair(['--writer', '8000', '--writer-every', '3'], { defaultPrimary: 'node0' });
+  t.teardown(() => fp.destroy());
+  const { pair } = fp;
+  // node1's copy is a 16 MiB tmpfs, mounted in its own mount namespace (gone with its processes).
+  fp.start(0);
+  fp.startWith(1, `mount -t tmpfs -o size=16m ha-faults-full '${fp.data}'`);
+  const { prim, second } = await pair.waitPrimSecond(60_000);
+  t.is(prim, 0);
+  await waitFor('100 acknowledged records', () => fp.acked(prim) >= 100, 60_000);
+
+  // The application writes 24 MiB: more than the secondary can hold. It must not block.
+  const t0 = Date.now();
+  await fp.sh(prim, `head -c ${24 << 20} /dev/urandom > '${fp.data}/big' && sync '${fp.data}/big'`);
+  t.log(`24 MiB written by the application in ${Date.now() - t0} ms`);
+  await pair.waitState(prim, 'ALONE', 15_000);
+  await waitFor('the reason in the primary\'s log', () => fp.logs(prim, 'rfs:lost').some((e) => /No space left on device/.test(e.msg as string)), 15_000);
+  await waitFor('the reason in the secondary\'s log', () => fp.logs(second, 'rfs:apply-failed').some((e) => /No space left on device/.test(e.msg as string)), 15_000);
+  t.log(msgs(fp.logs(prim, 'rfs:lost').slice(0, 1)));
+  t.log(msgs(fp.logs(second, 'rfs:apply-failed').slice(0, 1)));
+  t.false(pair.secondReady(second), 'the secondary is not Ready');
+  const atAlone = fp.acked(prim);
+  const errors = fp.logs(prim, 'replica:error').length;
+  await waitFor('the writer to go on while ALONE', () => fp.acked(prim) >= atAlone + 100, 60_000);
+  // Retries fail for the same reason while the file is there; the primary stays ALONE meanwhile.
+  await waitFor('two more failed reintegrations', () => fp.logs(prim, 'replica:error').length >= errors + 2, 30_000);
+  t.is(pair.state(prim), 'ALONE');
+
+  // The application removes the file: the next reintegration fits and completes.
+  await fp.sh(prim, `rm '${fp.data}/big'`);
+  await waitFor('the secondary Ready again', () => pair.secondReady(second), 60_000);
+  await waitFor('the writer to finish', () => pair.procs[prim]!.events.some((e) => e.ev === 'writer:done'), 240_000);
+  const sums = async (i: number) => (await fp.sh(i, `cd '${fp.data}' && find . -type f | sort | xargs -r sha256sum`)).stdout;
+  await waitFor('identical copies', async () => (await sums(0)) === (await sums(1)), 30_000, 500).catch(() => undefined);
+  t.is(await sums(1), await sums(0));
+  t.regex(await sums(0), /records\.log/);
+});
