@@ -138,6 +138,15 @@ class Replicator extends EventEmitter<{ lost: [Error] }> implements DataReplicat
         rmSync(join(d.trackerDir, IN_SYNC), { force: true });
       });
       d.interceptor = mountInterceptor({ dir: d.dir, sink: d.repl.sinkHandle });
+      let lastRefusal = 0, quiet = 0;
+      d.interceptor.on('refused', (err) => {
+        // At most one line every 5 s (an application may retry in a loop).
+        const now = Date.now();
+        if (now - lastRefusal < 5000) { quiet++; return; }
+        this.#log.warn('rfs:refused', `${d.dir}: ${err.message}${quiet ? ` (and ${quiet} more refusals)` : ''}`, { code: err.code });
+        lastRefusal = now;
+        quiet = 0;
+      });
       d.fuseId = fuseConnectionId(d.dir);
       this.#log.info('rfs:primary', `${d.dir}: writes are intercepted and tracked (FUSE over the directory)`);
     }
