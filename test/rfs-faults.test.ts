@@ -4,7 +4,7 @@
  * never corrupts either copy and never loses an acknowledged write. The README's "Replication
  * failure behaviour" table lists the same cases.
  */
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { labTest } from './lab/ava.js';
 import { waitFor } from './lab/index.js';
@@ -132,4 +132,49 @@ test.serial('[lab] secondary disk full: it reports ENOSPC, the primary goes ALON
   await waitFor('identical copies', async () => (await sums(0)) === (await sums(1)), 30_000, 500).catch(() => undefined);
   t.is(await sums(1), await sums(0));
   t.regex(await sums(0), /records\.log/);
+});
+
+test.serial('[lab] bad paths from the application: a name over 255 bytes or a path over PATH_MAX gets ENAMETOOLONG; a rename across the mount boundary (EXDEV: mv copies then unlinks) is replicated right', async (t) => {
+  const fp = await faultPair([], { defaultPrimary: 'node0' });
+  t.teardown(() => fp.destroy());
+  const { pair } = fp;
+  fp.start(0); fp.start(1);
+  const { prim, second } = await pair.waitPrimSecond(60_000);
+  const D = fp.data;
+  const fails = async (script: string): Promise<string> => {
+    try { await fp.sh(prim, script); } catch (err) { return (err as { stderr: string }).stderr; }
+    return '';
+  };
+
+  // A name longer than 255 bytes.
+  const longName = 'n'.repeat(300);
+  const e1 = await fails(`echo x > '${D}/${longName}'`);
+  t.regex(e1, /File name too long/, 'the application is told ENAMETOOLONG for a 300-byte name');
+
+  // A path longer than PATH_MAX (4096) below the replicated directory, made with relative steps.
+  const comp = 'd'.repeat(200);
+  const py = `import os,sys\nos.chdir(sys.argv[1])\nfor i in range(24):\n  try:\n    os.mkdir('${comp}'); os.chdir('${comp}')\n  except OSError as e:\n    sys.stderr.write('level %d: %s\\n' % (i, e.strerror)); sys.exit(1)\nopen('leaf','w').write('deep')\n`;
+  const e2 = await fails(`python3 -c "${py}" '${D}'`);
+  t.log(`deep path: ${e2.trim().split('\n').slice(-1)[0] ?? ''}`);
+  t.regex(e2, /File name too long/, 'the application is told ENAMETOOLONG when the path would pass PATH_MAX');
+  await waitFor('rfs:refused in the primary\'s log', () => fp.logs(prim, 'rfs:refused').length > 0, 10_000);
+  t.log(msgs(fp.logs(prim, 'rfs:refused')));
+
+  // EXDEV: mv between the replicated directory and a plain one.
+  const out = join(fp.root, 'outside');
+  mkdirSync(out);
+  await fp.sh(prim, `echo out > '${D}/out.txt' && echo in > '${out}/in.txt' && mkdir '${D}/sub' && echo s > '${D}/sub/s.txt'`);
+  await fp.sh(prim, `mv '${D}/out.txt' '${out}/out.txt' && mv '${out}/in.txt' '${D}/in.txt' && mv '${D}/sub' '${out}/sub'`);
+  t.is(readFileSync(join(out, 'out.txt'), 'utf8'), 'out\n');
+  t.is(readFileSync(join(out, 'sub', 's.txt'), 'utf8'), 's\n');
+
+  await waitFor('identical copies', () => treeDiff(treeHash(fp.copies[0]), treeHash(fp.copies[1])).length === 0, 15_000).catch(() => undefined);
+  t.deepEqual(treeDiff(treeHash(fp.copies[0]), treeHash(fp.copies[1])), []);
+  t.is(readFileSync(join(fp.copies[second], 'in.txt'), 'utf8'), 'in\n');
+  t.false(existsSync(join(fp.copies[second], 'out.txt')));
+  t.false(existsSync(join(fp.copies[second], 'sub')));
+  // Nothing of this broke replication.
+  t.is(fp.logs(prim, 'rfs:lost').length, 0, msgs(fp.logs(prim, 'rfs:lost')));
+  t.is(pair.state(prim), 'PRIM');
+  t.true(pair.secondReady(second));
 });
