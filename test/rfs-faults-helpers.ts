@@ -44,7 +44,7 @@ export interface FaultPair {
   copies: [string, string];
   start(i: number, extra?: string[]): NodeProc;
   /** Starts node i with a shell prefix run in its mount namespace before the bind (e.g. a tmpfs mount). */
-  startWith(i: number, shellPrefix: string, extra?: string[]): NodeProc;
+  startWith(i: number, shellPrefix: string, extra?: string[], launcher?: string): NodeProc;
   /** Module-log entries of node i with this event name. */
   logs(i: number, event: string): Ev[];
   /** Highest record number node i's writer had acknowledged. */
@@ -63,7 +63,7 @@ export async function faultPair(args: string[], opts: { defaultPrimary?: string 
   const fp: FaultPair = {
     pair, root, data, copies,
     start: (i, extra = []) => pair.start(i, extra, { binds: [[copies[i]!, data]] }),
-    startWith: (i, prefix, extra = []) => {
+    startWith: (i, prefix, extra = [], launcher = 'exec') => {
       // MirrorPair.start's arguments, spawned through a shell of our own (MirrorPair.start only binds).
       const q = (x: string) => `'${x.replace(/'/g, "'\\''")}'`;
       const host = pair.lab.nodes[i]!;
@@ -74,7 +74,7 @@ export async function faultPair(args: string[], opts: { defaultPrimary?: string 
         '--data', data, ...args, ...extra,
       ];
       const argv = [process.execPath, '--conditions=development', '--import', 'tsx', 'examples/embedded-http/server.ts', ...a];
-      const child = host.spawn('sh', ['-c', `${prefix} && exec ${argv.map(q).join(' ')}`], {
+      const child = host.spawn('sh', ['-c', `${prefix} && ${launcher} ${argv.map(q).join(' ')}`], {
         cwd: REPO_ROOT, env: { ...process.env, HA_CLUSTER_KEY: pair.key },
       });
       const events = jsonLines(child);

@@ -4,10 +4,11 @@
  * never corrupts either copy and never loses an acknowledged write. The README's "Replication
  * failure behaviour" table lists the same cases.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { labTest } from './lab/ava.js';
-import { waitFor } from './lab/index.js';
+import { REPO_ROOT, waitFor } from './lab/index.js';
 import { faultPair, msgs, treeDiff, treeHash } from './rfs-faults-helpers.js';
 
 const test = labTest;
@@ -177,4 +178,50 @@ test.serial('[lab] bad paths from the application: a name over 255 bytes or a pa
   t.is(fp.logs(prim, 'rfs:lost').length, 0, msgs(fp.logs(prim, 'rfs:lost')));
   t.is(pair.state(prim), 'PRIM');
   t.true(pair.secondReady(second));
+});
+
+test.serial('[lab] primary SIGKILLed: its lifeline removes the interceptor\'s mount; with the lifeline killed too, the next start removes the stale mount', async (t) => {
+  const fp = await faultPair([], { defaultPrimary: 'node0' });
+  const holders: ChildProcess[] = [];
+  t.teardown(async () => { for (const h of holders) if (h.exitCode === null) h.kill('SIGKILL'); await fp.destroy(); });
+  const { pair } = fp;
+  fp.start(0); fp.start(1);
+  const { prim, second } = await pair.waitPrimSecond(60_000);
+  // A process kept in the primary's mount namespace: it outlives the node, so what is left mounted there can be seen.
+  const hold = () => {
+    const h = spawn('nsenter', ['-t', String(pair.procs[prim]!.child.pid), '-m', '--', 'sleep', '600'], { stdio: 'ignore' });
+    holders.push(h);
+    return h;
+  };
+  const fuseAt = (h: ChildProcess) => readFileSync(`/proc/${h.pid}/mountinfo`, 'utf8').split('\n')
+    .filter((l) => l.split(' ')[4] === fp.data && / - fuse\.ha /.test(l));
+  const h1 = hold();
+  await waitFor('the holder in the namespace', () => { try { return fuseAt(h1).length === 1; } catch { return false; } }, 10_000);
+
+  // 1. The node is SIGKILLed: its lifeline aborts the FUSE connection and detaches the mount.
+  await pair.kill(prim);
+  await waitFor('the interceptor\'s mount gone (lifeline)', () => fuseAt(h1).length === 0, 15_000);
+  await pair.waitState(second, 'ALONE', 15_000);
+
+  // 2. It comes back (SECOND now) in the same mount namespace, then the node AND its lifeline are SIGKILLed
+  //    once it is primary again: the mount is left behind, dead (ENOTCONN).
+  const launcher = `exec nsenter -t ${h1.pid} -m --wd=${REPO_ROOT} --`;
+  fp.startWith(prim, 'true', [], launcher);
+  // It is the default primary: it may take the role back at once; otherwise make it primary.
+  await waitFor('node back', () => pair.state(prim) === 'PRIM' || pair.secondReady(prim), 60_000);
+  if (pair.state(prim) !== 'PRIM') { await pair.stop(second); await pair.waitState(prim, 'ALONE', 30_000); }
+  await waitFor('its interceptor mounted', () => fuseAt(h1).length === 1, 10_000);
+  const lifelinePid = Number(/watchdog (\d+)/.exec(String(fp.logs(prim, 'lifeline:started').at(-1)?.msg))?.[1]);
+  t.true(lifelinePid > 0, 'the lifeline\'s pid is in the log');
+  process.kill(lifelinePid, 'SIGKILL');
+  await pair.kill(prim);
+  t.is(fuseAt(h1).length, 1, 'with the lifeline dead too, the mount is left behind');
+
+  // 3. The next start finds the stale mount and removes it, with a log line, and runs.
+  fp.startWith(prim, 'true', [], launcher);
+  await waitFor('rfs:stale in the log', () => fp.logs(prim, 'rfs:stale').length > 0, 60_000);
+  t.log(msgs(fp.logs(prim, 'rfs:stale')));
+  await waitFor('the node running in a role', () => ['PRIM', 'ALONE'].includes(pair.state(prim) ?? '') || pair.secondReady(prim), 60_000);
+  t.false(pair.procs[prim]!.events.some((e) => e.ev === 'log' && e.event === 'app:failed'));
+  t.is((await fp.sh(prim, `ls '${fp.data}' >/dev/null && echo ok`)).stdout.trim(), 'ok', 'the directory is usable (no ENOTCONN)');
 });
