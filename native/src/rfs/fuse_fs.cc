@@ -108,7 +108,9 @@ class Fs final : public Interceptor {
 
   void Wait(uint64_t seq) {
     if (seq == 0) return;
-    bool ok = opts_.sink->WaitAcked(seq);
+    Note(opts_.sink->WaitAcked(seq));
+  }
+  void Note(bool ok) {
     if (!ok) {
       not_replicated_++;
       if (replicated_.exchange(false)) Emit("replication", "ERR_RFS_NOT_REPLICATED", "lost");
@@ -116,6 +118,7 @@ class Fs final : public Interceptor {
       if (!replicated_.exchange(true)) Emit("replication", "", "restored");
     }
   }
+  void WaitDurable(uint64_t seq) { Note(opts_.sink->WaitDurable(seq)); }
   void Count(int slot) { if (slot >= 0 && slot < kStatSlots) ops_[slot].fetch_add(1, std::memory_order_relaxed); }
   void Emit(const std::string& kind, const std::string& code, const std::string& msg) { if (on_event_) on_event_(kind, code, msg); }
   // Caller identity for ownership of new nodes.
@@ -132,6 +135,7 @@ class Fs final : public Interceptor {
   std::atomic<uint64_t> bytes_written_{0}, bytes_read_{0}, errors_{0}, not_replicated_{0}, unrecorded_{0};
   std::atomic<bool> replicated_{true};
   std::atomic<uint64_t> max_write_{0};
+  bool writeback_ = false;  // negotiated in OpInit
   uid_t euid_ = geteuid();
   gid_t egid_ = getegid();
 
@@ -148,6 +152,34 @@ class Fs final : public Interceptor {
 };
 
 Fs* FsOf(fuse_req_t req) { return static_cast<Fs*>(fuse_req_userdata(req)); }
+
+// One change on this thread, announced to the sink before its local apply (BeforeApply /
+// BeforeMeta) and ended exactly once (EndChange): after its last Submit, or on any early return
+// when it failed locally.
+class ChangeScope {
+ public:
+  explicit ChangeScope(Fs* fs) : fs_(fs) {}
+  ~ChangeScope() { End(); }
+  ChangeScope(const ChangeScope&) = delete;
+  ChangeScope& operator=(const ChangeScope&) = delete;
+  void Data(const std::string& path, uint64_t offset, uint64_t length) {
+    fs_->opts_.sink->BeforeApply(path, offset, length);
+    open_ = true;
+  }
+  void Meta(Op op, const std::string& path, const std::string& path2 = std::string()) {
+    fs_->opts_.sink->BeforeMeta(op, path, path2);
+    open_ = true;
+  }
+  void End() {
+    if (!open_) return;
+    open_ = false;
+    fs_->opts_.sink->EndChange();
+  }
+
+ private:
+  Fs* fs_;
+  bool open_ = false;
+};
 
 bool Fs::PathOf(Inode* in, std::string* out) {
   std::lock_guard<std::mutex> lk(paths_mu_);
@@ -243,7 +275,11 @@ void Fs::FixOwner(fuse_req_t req, Inode* parent, const char* name, bool fix_mode
 void OpInit(void* userdata, struct fuse_conn_info* conn) {
   Fs* fs = static_cast<Fs*>(userdata);
   conn->max_write = 1u << 20;
-  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;  // sync replication: every write() must reach us
+  // Strict (default): no writeback cache, every write() must reach us and wait for the secondary.
+  // writeback: the kernel caches writes; fsync, O_SYNC, close and background writeback send them.
+  if (fs->opts_.writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+  else conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  fs->writeback_ = (conn->want & FUSE_CAP_WRITEBACK_CACHE) != 0;
   if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;  // read replies by splice
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
@@ -288,9 +324,13 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, str
   Fs* fs = FsOf(req);
   Inode* in = fs->Get(ino);
   std::string proc = ProcPath(in->fd);
-  if (valid & FUSE_SET_ATTR_SIZE) {
+  ChangeScope scope(fs);
+  {
     std::string p;
-    if (fs->PathOf(in, &p)) fs->opts_.sink->BeforeApply(p, static_cast<uint64_t>(attr->st_size), UINT64_MAX - static_cast<uint64_t>(attr->st_size));
+    if (fs->PathOf(in, &p)) {
+      if (valid & FUSE_SET_ATTR_SIZE) scope.Data(p, static_cast<uint64_t>(attr->st_size), UINT64_MAX - static_cast<uint64_t>(attr->st_size));
+      if (valid & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) scope.Meta(Op::Chmod, p);
+    }
   }
   std::vector<uint64_t> seqs;
   int err = 0;
@@ -347,6 +387,7 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, str
       }
     }
   }
+  scope.End();
   for (uint64_t s : seqs) fs->Wait(s);
   if (err) { fs->errors_++; return (void)fuse_reply_err(req, err); }
   struct stat st;
@@ -371,6 +412,11 @@ void MakeNode(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mo
   fuse_entry_param e;
   uint64_t seq = 0;
   int err = 0;
+  ChangeScope scope(fs);
+  {
+    std::string p;
+    if (fs->ChildPath(parent, name, &p)) scope.Meta(link ? Op::Symlink : S_ISDIR(mode) ? Op::Mkdir : Op::Mknod, p);
+  }
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
     int res;
@@ -393,6 +439,7 @@ void MakeNode(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mo
       err = fs->Lookup(parent, name, &e);
     }
   }
+  scope.End();
   fs->Wait(seq);
   if (err) { fs->errors_++; return (void)fuse_reply_err(req, err); }
   fuse_reply_entry(req, &e);
@@ -410,6 +457,11 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   fuse_entry_param e;
   uint64_t seq = 0;
   int err = 0;
+  ChangeScope scope(fs);
+  {
+    std::string a, b;
+    if (fs->PathOf(in, &a) && fs->ChildPath(np, newname, &b)) scope.Meta(Op::Link, a, b);
+  }
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
     Record r;
@@ -436,6 +488,7 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
       }
     }
   }
+  scope.End();
   fs->Wait(seq);
   if (err) { fs->errors_++; return (void)fuse_reply_err(req, err); }
   fuse_reply_entry(req, &e);
@@ -460,6 +513,11 @@ void RemoveEntry(fuse_req_t req, fuse_ino_t parent_ino, const char* name, bool d
   Inode* parent = fs->Get(parent_ino);
   uint64_t seq = 0;
   int err = 0;
+  ChangeScope scope(fs);
+  {
+    std::string p;
+    if (fs->ChildPath(parent, name, &p)) scope.Meta(dir ? Op::Rmdir : Op::Unlink, p);
+  }
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
     struct stat st;
@@ -474,6 +532,7 @@ void RemoveEntry(fuse_req_t req, fuse_ino_t parent_ino, const char* name, bool d
       else fs->unrecorded_++;
     }
   }
+  scope.End();
   fs->FinishErr(req, seq, err);
 }
 
@@ -487,6 +546,11 @@ void OpRename(fuse_req_t req, fuse_ino_t parent_ino, const char* name, fuse_ino_
   if (fs->PathTooLong(np, newname)) return (void)fuse_reply_err(req, ENAMETOOLONG);
   uint64_t seq = 0;
   int err = 0;
+  ChangeScope scope(fs);
+  {
+    std::string a, b;
+    if (fs->ChildPath(p, name, &a) && fs->ChildPath(np, newname, &b)) scope.Meta(Op::Rename, a, b);
+  }
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
     Record r;
@@ -515,6 +579,7 @@ void OpRename(fuse_req_t req, fuse_ino_t parent_ino, const char* name, fuse_ino_
       else fs->unrecorded_++;
     }
   }
+  scope.End();
   fs->FinishErr(req, seq, err);
 }
 
@@ -574,8 +639,7 @@ void OpReleasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
 
 void Fsync(fuse_req_t req, fuse_ino_t ino, int datasync, int fd) {
   Fs* fs = FsOf(req);
-  int res = datasync ? fdatasync(fd) : fsync(fd);  // outside the ordering lock: may take ms
-  if (res != 0) { fs->errors_++; return (void)fuse_reply_err(req, errno); }
+  // The Fsync record goes first, so the secondary's fsync (in "written" mode) runs while ours does.
   uint64_t seq = 0;
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
@@ -584,7 +648,10 @@ void Fsync(fuse_req_t req, fuse_ino_t ino, int datasync, int fd) {
     r.flags = datasync ? 1 : 0;
     if (fs->PathOf(fs->Get(ino), &r.path)) seq = fs->Submit(std::move(r));
   }
-  fs->Wait(seq);
+  int res = datasync ? fdatasync(fd) : fsync(fd);  // outside the ordering lock: may take ms
+  int err = res != 0 ? errno : 0;
+  if (seq != 0) fs->WaitDurable(seq);
+  if (err) { fs->errors_++; return (void)fuse_reply_err(req, err); }
   fuse_reply_err(req, 0);
 }
 
@@ -592,10 +659,14 @@ void OpFsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_i
   Fsync(req, ino, datasync, dirfd(reinterpret_cast<DirHandle*>(fi->fh)->dp));
 }
 
-int OpenFlags(int flags) {
+int OpenFlags(int flags, bool writeback) {
   // The kernel computes O_APPEND offsets from its i_size (we are the only writer): pwrite must
   // write where the kernel says, which Linux ignores for an O_APPEND fd.
-  return (flags & ~(O_NOFOLLOW | O_APPEND | O_CREAT | O_EXCL)) | O_CLOEXEC;
+  flags = (flags & ~(O_NOFOLLOW | O_APPEND | O_CREAT | O_EXCL)) | O_CLOEXEC;
+  // With the writeback cache the kernel may read a page to complete a partial write through a
+  // write-only handle (like passthrough_ll: open write-only files read-write).
+  if (writeback && (flags & O_ACCMODE) == O_WRONLY) flags = (flags & ~O_ACCMODE) | O_RDWR;
+  return flags;
 }
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
@@ -605,11 +676,12 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   uint64_t seq = 0;
   int fd;
   bool trunc = (fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY;
+  ChangeScope scope(fs);
   if (trunc) {
     std::string p;
-    if (fs->PathOf(in, &p)) fs->opts_.sink->BeforeApply(p, 0, UINT64_MAX);
+    if (fs->PathOf(in, &p)) scope.Data(p, 0, UINT64_MAX);
     std::lock_guard<std::mutex> lk(fs->order_mu_);
-    fd = open(proc.c_str(), OpenFlags(fi->flags));
+    fd = open(proc.c_str(), OpenFlags(fi->flags, fs->writeback_));
     if (fd >= 0) {
       Record r;
       r.op = Op::Truncate;
@@ -618,9 +690,10 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
       else fs->unrecorded_++;
     }
   } else {
-    fd = open(proc.c_str(), OpenFlags(fi->flags));
+    fd = open(proc.c_str(), OpenFlags(fi->flags, fs->writeback_));
   }
   int err = fd < 0 ? errno : 0;
+  scope.End();
   fs->Wait(seq);
   if (fd < 0) return (void)fuse_reply_err(req, err);
   fi->fh = static_cast<uint64_t>(fd);
@@ -636,9 +709,14 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mo
   std::vector<uint64_t> seqs;
   int err = 0;
   int fd = -1;
+  ChangeScope scope(fs);
+  {
+    std::string p;
+    if (fs->ChildPath(parent, name, &p)) scope.Meta(Op::Create, p);
+  }
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
-    fd = openat(parent->fd, name, (OpenFlags(fi->flags) | O_CREAT) | (fi->flags & O_EXCL), mode);
+    fd = openat(parent->fd, name, (OpenFlags(fi->flags, fs->writeback_) | O_CREAT) | (fi->flags & O_EXCL), mode);
     if (fd < 0) {
       err = errno;
     } else {
@@ -666,6 +744,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mo
       err = fs->Lookup(parent, name, &e);
     }
   }
+  scope.End();
   for (uint64_t s : seqs) fs->Wait(s);
   if (err) {
     if (fd >= 0) close(fd);
@@ -692,8 +771,9 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_
 void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off, struct fuse_file_info* fi) {
   Fs* fs = FsOf(req);
   Inode* in = fs->Get(ino);
+  ChangeScope scope(fs);
   std::string p0;
-  if (fs->PathOf(in, &p0)) fs->opts_.sink->BeforeApply(p0, static_cast<uint64_t>(off), size);
+  if (fs->PathOf(in, &p0)) scope.Data(p0, static_cast<uint64_t>(off), size);
   Record r;
   r.op = Op::Write;
   r.offset = static_cast<uint64_t>(off);
@@ -717,6 +797,7 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
       }
     }
   }
+  scope.End();
   if (err) { fs->errors_++; return (void)fuse_reply_err(req, err); }
   fs->bytes_written_.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
   fs->Wait(seq);
@@ -746,8 +827,9 @@ void OpStatfs(fuse_req_t req, fuse_ino_t ino) {
 void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info* fi) {
   Fs* fs = FsOf(req);
   Inode* in = fs->Get(ino);
+  ChangeScope scope(fs);
   std::string p0;
-  if (fs->PathOf(in, &p0)) fs->opts_.sink->BeforeApply(p0, static_cast<uint64_t>(offset), static_cast<uint64_t>(length));
+  if (fs->PathOf(in, &p0)) scope.Data(p0, static_cast<uint64_t>(offset), static_cast<uint64_t>(length));
   uint64_t seq = 0;
   int err = 0;
   {
@@ -764,6 +846,7 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
       else fs->unrecorded_++;
     }
   }
+  scope.End();
   fs->FinishErr(req, seq, err);
 }
 
@@ -799,6 +882,11 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
   std::string proc = ProcPath(in->fd);
   uint64_t seq = 0;
   int err = 0;
+  ChangeScope scope(fs);
+  {
+    std::string p;
+    if (fs->PathOf(in, &p)) scope.Meta(Op::SetXattr, p);
+  }
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
     if (setxattr(proc.c_str(), name, value, size, flags) != 0) {
@@ -813,6 +901,7 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
       else fs->unrecorded_++;
     }
   }
+  scope.End();
   fs->FinishErr(req, seq, err);
 }
 
@@ -822,6 +911,11 @@ void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   std::string proc = ProcPath(in->fd);
   uint64_t seq = 0;
   int err = 0;
+  ChangeScope scope(fs);
+  {
+    std::string p;
+    if (fs->PathOf(in, &p)) scope.Meta(Op::RemoveXattr, p);
+  }
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
     if (removexattr(proc.c_str(), name) != 0) {
@@ -834,6 +928,7 @@ void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
       else fs->unrecorded_++;
     }
   }
+  scope.End();
   fs->FinishErr(req, seq, err);
 }
 

@@ -74,6 +74,17 @@ class ChangeSink {
   // crash of the primary, the zone is resynchronised even if its change was never acknowledged.
   virtual void BeforeApply(const std::string& path, uint64_t offset, uint64_t length) { (void)path; (void)offset; (void)length; }
 
+  // Called BEFORE a metadata change (create, mkdir, mknod, symlink, link, unlink, rmdir, rename,
+  // chmod, chown, utimens, xattrs) is applied locally, outside any global lock: the sink may
+  // persist the paths it touches (path, and path2 for rename/link), so that after a crash of the
+  // primary between the local change and its Submit, a resynchronisation still covers them.
+  virtual void BeforeMeta(Op op, const std::string& path, const std::string& path2) { (void)op; (void)path; (void)path2; }
+
+  // Ends the change announced by BeforeApply/BeforeMeta on this thread: called after its last
+  // Submit, or without any Submit when the change failed locally (nothing to replicate). Lets the
+  // sink stop treating the announced marks as in flight at once.
+  virtual void EndChange() {}
+
   // Called with the change already applied locally, while the interceptor holds its ordering
   // lock (so sequence order = local apply order). Assigns r.seq, enqueues, returns the seq.
   // Must not block on the network.
@@ -84,6 +95,13 @@ class ChangeSink {
   // acknowledged; false if the change was not replicated (it must then be tracked as dirty by
   // the sink, so a later resynchronisation copies it). Never blocks forever.
   virtual bool WaitAcked(uint64_t seq) = 0;
+
+  // Like WaitAcked, for a durability point (an Fsync record). Every change the caller made before
+  // it was already acknowledged (each operation waits for its own ack before replying), so a sink
+  // whose acknowledgement level is "received" (the secondary holds the bytes in memory; its disk
+  // is not part of the guarantee) may return at once; a "written" sink waits for the secondary's
+  // own fsync.
+  virtual bool WaitDurable(uint64_t seq) { return WaitAcked(seq); }
 };
 
 }  // namespace ha::rfs

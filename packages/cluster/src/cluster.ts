@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { EventEmitter } from 'eventemitter3';
 import { HaError, StatusGuard, type DataFactory, type DataReplication, type LogEntry, type ModuleLog } from '@ha/interface';
 import { membership as membershipFactory, resolveTiming, type Membership, type MembershipInit, type NetworkInit } from '@ha/membership';
+import { CheckerSet, witness as witnessFactory, type CheckerSetInit, type Witness, type WitnessInit } from '@ha/checkers';
 import { lifeline as lifelineFactory, vip as vipFactory, type Lifeline, type Vip, type VipInit } from '@ha/vip';
 import { AppRunner, type AppCallbacks, type AppScripts } from './app.js';
 import { formatEntry, PersistentLog } from './module-log.js';
@@ -39,6 +40,10 @@ export interface MirrorInit {
    * (a factory the cluster calls with its context), or a ready {@link DataReplication}.
    */
   data?: DataFactory | DataReplication;
+  /** Checkers, their rules and the restart policy (`maxloop`, `loopIntervalMs`), from `@ha/checkers`. */
+  checkers?: CheckerSetInit;
+  /** Split-brain witness asked before becoming ALONE without hearing the peer: `witness({ targets })` from `@ha/checkers`, or its init. */
+  witness?: Witness | WitnessInit;
 }
 
 /** A component factory (js-libp2p style) that may name the components it needs. @public */
@@ -201,12 +206,14 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       }, {
         membership: c.membership as Membership, vip: c.vip as Vip | undefined, app, store: this.#store,
         log: c.log, data,
+        checks: mi.checkers ? new CheckerSet(mi.checkers, c.log.child('checkers')) : undefined,
+        witness: mi.witness && !('check' in mi.witness) ? witnessFactory(mi.witness) : mi.witness as Witness | undefined,
         announce: (a) => { this.#announces[name] = a; this.membership.setPayload({ v: 1, m: this.#announces }); },
       });
     }, { dependencies: ['membership'] as const });
     this.mirror = wire('mirror', mirrorDeps);
 
-    for (const ev of ['state', 'failover', 'vip:acquired', 'vip:released', 'app:started', 'app:stopped', 'app:failed', 'replica:synced', 'replica:progress', 'replica:lost'] as const) {
+    for (const ev of ['state', 'failover', 'vip:acquired', 'vip:released', 'app:started', 'app:stopped', 'app:failed', 'replica:synced', 'replica:progress', 'replica:lost', 'resource', 'checker:fault', 'checker:action', 'checker:restarted', 'witness', 'replica:diverged'] as const) {
       (this.mirror.on as (n: string, f: (e: unknown) => void) => unknown)(ev, (e) => (this.emit as (n: string, e: unknown) => boolean)(ev, e));
     }
     this.membership.on('member:up', (e) => this.emit('member:up', e));

@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import type { ModuleLog } from '@ha/interface';
 import type { NetworkInit } from '@ha/membership';
 import type { VipInit } from '@ha/vip';
+import { execChecker, interfaceChecker, ipChecker, pingChecker, processChecker, tcpChecker, type CheckerAction, type CheckerRule, type WitnessInit, type WitnessTarget } from '@ha/checkers';
 import type { ClusterInit } from './cluster.js';
 import { ConfigError, checkUserConfigAgainstCluster, formatConfigWarning, type ClusterDescription, type UserConfig } from './config/index.js';
 
@@ -62,8 +63,7 @@ export function fromUserConfig(config: UserConfig, cluster: ClusterDescription, 
   if ((config.vip?.interfaces.flatMap((i) => i.realInterface?.addrs ?? []).length ?? 0) > 1) {
     notes.push(`${file}: several virtual addresses are configured; this version manages the first (${vipAddr?.addr}) only`);
   }
-  if (config.errd?.procs.length) notes.push(`${file}: <errd> process checkers are parsed but not enforced by this version (they come with @ha/checkers)`);
-  if (config.check && Object.values(config.check).some((a) => Array.isArray(a) && a.length)) notes.push(`${file}: <check> checkers are parsed but not enforced by this version (they come with @ha/checkers)`);
+  const { checkers, witness } = checkersFromUserConfig(config, notes);
   // <rfs>: the data plane is built by the caller (the `ha` daemon uses @ha/replicator), so that
   // @ha/cluster does not depend on the native replication code.
 
@@ -86,8 +86,87 @@ export function fromUserConfig(config: UserConfig, cluster: ClusterDescription, 
       ...(config.defaultPrimary ? { defaultPrimary: config.defaultPrimary } : {}),
       failover: config.failover,
       scripts: { dir: scriptsDir },
+      ...(checkers.length ? { checkers: { checkers, maxloop: config.maxloop, loopIntervalMs: config.loopIntervalHours * 3600_000 } } : {}),
+      ...(witness ? { witness } : {}),
       ...(user ? { niceStopTimeoutMs: user.niceStopTimeoutS * 1000, forceStopTimeoutMs: user.forceStopTimeoutS * 1000 } : {}),
     },
   };
   return { init, notes };
+}
+
+const PLACEHOLDER = /TO_BE_DEFINED|^[A-Z][A-Z0-9_]*_[A-Z0-9_]*$/;
+const ACTIONS: readonly string[] = ['restart', 'stopstart', 'stop', 'wait', 'none'];
+
+/**
+ * `<errd><proc>` and `<check>` to checker rules, `<check><splitbrain>` to the witness. Checkers
+ * still holding a placeholder of the stock file are skipped with a note.
+ */
+export function checkersFromUserConfig(config: UserConfig, notes: string[]): { checkers: CheckerRule[]; witness?: WitnessInit } {
+  const file = config.source ?? 'userconfig.xml';
+  const checkers: CheckerRule[] = [];
+  const when = (cls: string | undefined): 'primary' | 'always' => (cls === undefined || cls === 'prim' ? 'primary' : 'always');
+  const action = (a: string | undefined, dflt: CheckerAction, where: string): CheckerAction => {
+    if (a === undefined) return dflt;
+    if (ACTIONS.includes(a)) return a as CheckerAction;
+    notes.push(`${file}: ${where}: action="${a}" is not supported (restart, stopstart, stop, wait); using ${dflt}`);
+    return dflt;
+  };
+  const ms = (s: number | undefined) => (s === undefined ? undefined : s * 1000);
+  const poll = (to: { interval?: number; timeout?: number } | undefined) => ({
+    ...(to?.interval ? { intervalMs: ms(to.interval)! } : {}), ...(to?.timeout ? { timeoutMs: ms(to.timeout)! } : {}),
+  });
+  for (const p of config.errd?.procs ?? []) {
+    const at = `<proc name="${p.name}">${p.loc ? ` (line ${p.loc.line})` : ''}`;
+    if (PLACEHOLDER.test(p.name)) { notes.push(`${file}: ${at}: placeholder name: checker skipped`); continue; }
+    checkers.push({
+      checker: processChecker({ name: `process.${p.name}`, process: p.name, ...(p.atleast !== undefined ? { atleast: p.atleast } : {}), ...(p.atmost !== undefined ? { atmost: p.atmost } : {}) }),
+      action: action(p.action, 'restart', at), when: when(p.class),
+      ...(p.startAfter ? { graceMs: p.startAfter * (config.errd?.polltimer ?? 10) * 1000 } : {}),
+    });
+  }
+  const c = config.check;
+  let witness: WitnessInit | undefined;
+  if (c) {
+    for (const k of c.tcp) {
+      const at = `<tcp ident="${k.ident}">`;
+      if (PLACEHOLDER.test(k.to.addr) || k.to.port === undefined) { notes.push(`${file}: ${at}: placeholder address or port: checker skipped`); continue; }
+      checkers.push({ checker: tcpChecker({ name: k.ident, host: k.to.addr, port: k.to.port, ...poll(k.to) }), action: action(k.action, 'restart', at), when: when(k.when) });
+    }
+    for (const k of c.ping) {
+      const at = `<ping ident="${k.ident}">`;
+      if (!k.to?.addr || PLACEHOLDER.test(k.to.addr)) { notes.push(`${file}: ${at}: no address: checker skipped`); continue; }
+      checkers.push({ checker: pingChecker({ name: k.ident, address: k.to.addr, ...poll(k.to) }), action: action(k.action, 'wait', at), when: when(k.when ?? 'both') });
+    }
+    for (const k of c.intf) {
+      const name = k.to?.localId ?? k.arg ?? k.ident;
+      checkers.push({ checker: interfaceChecker({ name: k.ident, interface: name, ...poll(k.to) }), action: action(k.action, 'wait', `<intf ident="${k.ident}">`), when: when(k.when ?? 'both') });
+    }
+    for (const k of c.ip) {
+      const addr = k.to?.addr ?? config.vip?.interfaces.flatMap((i) => i.realInterface?.addrs ?? [])[0]?.addr;
+      if (!addr) { notes.push(`${file}: <ip ident="${k.ident}">: no address: checker skipped`); continue; }
+      checkers.push({ checker: ipChecker({ name: k.ident, address: addr, ...poll(k.to) }), action: action(k.action, 'stopstart', `<ip ident="${k.ident}">`), when: when(k.when) });
+    }
+    for (const k of c.custom) {
+      checkers.push({ checker: execChecker({ name: k.ident, file: k.exec!, ...(k.arg ? { args: k.arg.split(/\s+/).filter(Boolean) } : {}), ...poll(k.to) }), action: action(k.action, 'restart', `<custom ident="${k.ident}">`), when: when(k.when) });
+    }
+    for (const k of c.module) notes.push(`${file}: <module name="${k.ident}">: module checkers need the other module's state in this process: use moduleChecker() when embedding; skipped`);
+    const targets: WitnessTarget[] = c.splitbrain.map((k): WitnessTarget => {
+      const exe = k.exec ?? '';
+      const arg = k.arg ?? k.to?.addr ?? '';
+      if (/(^|\/)ping$/.test(exe) && arg) return { ping: arg };
+      const args = arg.split(/\s+/).filter(Boolean);
+      return { name: k.ident, check: async (signal) => (await execForWitness(exe, args, signal)) };
+    });
+    if (targets.length) witness = { targets };
+  }
+  return { checkers, ...(witness ? { witness } : {}) };
+}
+
+async function execForWitness(file: string, args: string[], signal: AbortSignal): Promise<boolean> {
+  const { spawn } = await import('node:child_process');
+  return new Promise((resolve) => {
+    const ch = spawn(file, args, { stdio: 'ignore', signal });
+    ch.once('error', () => resolve(false));
+    ch.once('close', (code) => resolve(code === 0));
+  });
 }
