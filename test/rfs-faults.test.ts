@@ -70,7 +70,7 @@ test.serial('[lab] secondary SIGKILLed during replication, then during its reint
   // 2. It returns and is killed again in the middle of its reintegration.
   const progressBefore = fp.logs(prim, 'replica:progress').length;
   fp.start(second);
-  const bulk = join(fp.copies[second], 'bulk');
+  const bulk = join(fp.copies[second]!, 'bulk');
   await waitFor('the reintegration to have copied a few files', () => fullFiles(bulk, SIZE) >= 4, 60_000, 5);
   await pair.kill(second);
   const copiedBeforeKill = fullFiles(bulk, SIZE);
@@ -171,9 +171,9 @@ test.serial('[lab] bad paths from the application: a name over 255 bytes or a pa
 
   await waitFor('identical copies', () => treeDiff(treeHash(fp.copies[0]), treeHash(fp.copies[1])).length === 0, 15_000).catch(() => undefined);
   t.deepEqual(treeDiff(treeHash(fp.copies[0]), treeHash(fp.copies[1])), []);
-  t.is(readFileSync(join(fp.copies[second], 'in.txt'), 'utf8'), 'in\n');
-  t.false(existsSync(join(fp.copies[second], 'out.txt')));
-  t.false(existsSync(join(fp.copies[second], 'sub')));
+  t.is(readFileSync(join(fp.copies[second]!, 'in.txt'), 'utf8'), 'in\n');
+  t.false(existsSync(join(fp.copies[second]!, 'out.txt')));
+  t.false(existsSync(join(fp.copies[second]!, 'sub')));
   // Nothing of this broke replication.
   t.is(fp.logs(prim, 'rfs:lost').length, 0, msgs(fp.logs(prim, 'rfs:lost')));
   t.is(pair.state(prim), 'PRIM');
