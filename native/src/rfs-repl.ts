@@ -120,7 +120,7 @@ interface Handle { readonly [replBrand]: 'RfsReplHandle' }
 export interface RfsReplBinding {
   rfsReplOpen(o: { dir: string; stateDir: string; zoneBytes: number; barrierIntervalMs: number; onEvent: (type: string, e: NativeEvent) => void }): Handle;
   rfsReplSink(h: Handle): RfsSinkHandle;
-  rfsReplAttach(h: Handle, sender: RfsSinkHandle): void;
+  rfsReplAttach(h: Handle, sender: RfsSinkHandle, holdUntilResync?: boolean): void;
   rfsReplDetach(h: Handle): void;
   rfsReplResync(h: Handle, o: { full: boolean; extra: DirtyEntryJson[]; windowBytes: number; maxBytesPerSec: number; progressIntervalMs: number }): void;
   rfsReplAbort(h: Handle): void;
@@ -213,13 +213,18 @@ export class ReplicatedDir extends EventEmitter<ReplicatedDirEvents> {
     return this.#sink;
   }
 
-  /** Forwards changes to this connected sender from now on (PRIM). Then run {@link ReplicatedDir.resync} or {@link ReplicatedDir.fullSync}. */
-  attachSender(sender: RfsSender): void {
+  /**
+   * Forwards changes to this connected sender from now on (PRIM). Then run {@link ReplicatedDir.resync} or {@link ReplicatedDir.fullSync}.
+   * With `holdUntilResync`, until a resync or full sync has succeeded, live changes are forwarded only
+   * while one runs (they are tracked in any case, and the resync copies them): use it when the
+   * secondary's copy may lack files the application is writing (its apply would fail with ENOENT).
+   */
+  attachSender(sender: RfsSender, opts: { holdUntilResync?: boolean } = {}): void {
     this.#open('attachSender');
     if (!sender || typeof sender !== 'object' || !('sinkHandle' in sender)) fail('attachSender: sender must be an RfsSender (connectSender)');
     let h: RfsSinkHandle;
     try { h = sender.sinkHandle; } catch (err) { throw wrap(err, 'attachSender'); }
-    try { this.#b.rfsReplAttach(this.#h, h); } catch (err) { throw wrap(err, 'attachSender'); }
+    try { this.#b.rfsReplAttach(this.#h, h, opts.holdUntilResync === true); } catch (err) { throw wrap(err, 'attachSender'); }
   }
 
   /** Planned detach: the directory goes ALONE (unacknowledged changes are marked dirty). The sender stays open (close it yourself). */

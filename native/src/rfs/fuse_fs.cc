@@ -82,6 +82,18 @@ class Fs final : public Interceptor {
     *out = Join(p, name);
     return true;
   }
+  // A new name whose path below the root would reach PATH_MAX: the secondary could not apply it
+  // (its records are applied by relative path; the receiver drops the link on such a record). The
+  // operation is refused with ENAMETOOLONG before it is made here. Reports it (event "refused").
+  bool PathTooLong(Inode* parent, const char* name) {
+    std::string p;
+    if (!ChildPath(parent, name, &p) || p.size() < PATH_MAX) return false;
+    errors_++;
+    Emit("refused", "ERR_RFS_PATH_TOO_LONG",
+         "'" + p.substr(0, 48) + "...': a path below " + opts_.dir + " of " + std::to_string(p.size()) +
+             " bytes cannot be replicated (limit " + std::to_string(PATH_MAX - 1) + "): refused with ENAMETOOLONG");
+    return true;
+  }
   // Under order_mu: submits (or counts as unrecorded when path is unknown). Returns the seq or 0.
   uint64_t Submit(Record&& r) {
     Count(static_cast<int>(r.op));
@@ -396,6 +408,7 @@ void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
 void MakeNode(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode, dev_t rdev, const char* link) {
   Fs* fs = FsOf(req);
   Inode* parent = fs->Get(parent_ino);
+  if (fs->PathTooLong(parent, name)) return (void)fuse_reply_err(req, ENAMETOOLONG);
   fuse_entry_param e;
   uint64_t seq = 0;
   int err = 0;
@@ -440,6 +453,7 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   Fs* fs = FsOf(req);
   Inode* in = fs->Get(ino);
   Inode* np = fs->Get(newparent);
+  if (fs->PathTooLong(np, newname)) return (void)fuse_reply_err(req, ENAMETOOLONG);
   fuse_entry_param e;
   uint64_t seq = 0;
   int err = 0;
@@ -529,6 +543,7 @@ void OpRename(fuse_req_t req, fuse_ino_t parent_ino, const char* name, fuse_ino_
   Fs* fs = FsOf(req);
   Inode* p = fs->Get(parent_ino);
   Inode* np = fs->Get(newparent_ino);
+  if (fs->PathTooLong(np, newname)) return (void)fuse_reply_err(req, ENAMETOOLONG);
   uint64_t seq = 0;
   int err = 0;
   ChangeScope scope(fs);
@@ -689,6 +704,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
 void OpCreate(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode, struct fuse_file_info* fi) {
   Fs* fs = FsOf(req);
   Inode* parent = fs->Get(parent_ino);
+  if (fs->PathTooLong(parent, name)) return (void)fuse_reply_err(req, ENAMETOOLONG);
   fuse_entry_param e;
   std::vector<uint64_t> seqs;
   int err = 0;

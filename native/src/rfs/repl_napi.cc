@@ -105,7 +105,7 @@ Napi::Value SinkHandle(const Napi::CallbackInfo& info) {
                                                          [](Napi::Env, std::shared_ptr<ChangeSink>* p) { delete p; });
 }
 
-// rfsReplAttach(h, senderSinkHandle)
+// rfsReplAttach(h, senderSinkHandle, holdUntilResync?)
 Napi::Value Attach(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Box* b = GetBox(info);
@@ -121,7 +121,8 @@ Napi::Value Attach(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   std::string code, message;
-  if (!b->sink->AttachSender(sender, &code, &message)) CodedError(env, code, "attachSender: " + message).ThrowAsJavaScriptException();
+  const bool hold = info.Length() > 2 && info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
+  if (!b->sink->AttachSender(sender, &code, &message, hold)) CodedError(env, code, "attachSender: " + message).ThrowAsJavaScriptException();
   return env.Undefined();
 }
 

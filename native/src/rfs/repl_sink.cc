@@ -262,6 +262,11 @@ uint64_t ReplicationSink::Submit(Record&& r) {
     if (r.op == Op::Rename || r.op == Op::Link) AddFullLocked(r.path2);
     out = Encode(gen_, last_fwd_);
     deferred_++;
+  } else if (sender_ && !sender_->Lost() && hold_ && !synced_ && !work_) {
+    // Held (AttachSender holdUntilResync): no resync runs yet; the change is marked, the next
+    // resync copies it. Acknowledged as "as replicated as everything forwarded so far".
+    out = Encode(gen_, last_fwd_);
+    deferred_++;
   } else if (sender_ && !sender_->Lost()) {
     last_fwd_ = sender_->Submit(std::move(r));
     out = Encode(gen_, last_fwd_);
@@ -291,7 +296,8 @@ bool ReplicationSink::Wait(uint64_t seq, bool durable) {
   return durable ? s->WaitDurable(local) : s->WaitAcked(local);
 }
 
-bool ReplicationSink::AttachSender(std::shared_ptr<Sender> sender, std::string* code, std::string* message) {
+bool ReplicationSink::AttachSender(std::shared_ptr<Sender> sender, std::string* code, std::string* message,
+                                   bool holdUntilResync) {
   if (closed_) { *code = "ERR_RFS_REPL_CLOSED"; *message = "the replicated directory is closed"; return false; }
   if (!sender) { *code = "ERR_RFS_REPL_ARG"; *message = "no sender"; return false; }
   {
@@ -303,6 +309,7 @@ bool ReplicationSink::AttachSender(std::shared_ptr<Sender> sender, std::string* 
     gen_++;
     last_fwd_ = 0;
     synced_ = false;
+    hold_ = holdUntilResync;
   }
   std::weak_ptr<ReplicationSink> weak = weak_from_this();
   sender->OnLost([weak](const std::string&, const std::string&) {

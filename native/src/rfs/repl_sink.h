@@ -86,7 +86,11 @@ class ReplicationSink : public ChangeSink, public std::enable_shared_from_this<R
 
   // Attaches a connected sender (PRIM). Fails (returns false, *code/*message) if the sink is
   // closed, a sender is already attached, or the sender is already lost.
-  bool AttachSender(std::shared_ptr<Sender> sender, std::string* code, std::string* message);
+  // holdUntilResync: until a resync/fullSync has succeeded, live changes are forwarded only while
+  // one runs; in between (before it starts, after it failed) they are left to the next one (they
+  // are marked dirty in every state). Without it a change made between the attach and the start of
+  // the resync reaches a secondary that may not have its file yet (its apply fails: ENOENT).
+  bool AttachSender(std::shared_ptr<Sender> sender, std::string* code, std::string* message, bool holdUntilResync = false);
   // Planned detach: the sender's unacknowledged records are marked dirty; the sink goes ALONE.
   void DetachSender();
 
@@ -139,6 +143,7 @@ class ReplicationSink : public ChangeSink, public std::enable_shared_from_this<R
   std::shared_ptr<Sender> sender_;
   uint64_t gen_ = 0;
   bool synced_ = false;
+  bool hold_ = false;          // AttachSender(holdUntilResync): nothing forwarded outside a resync until synced
   uint64_t alone_seq_ = 0;
   uint64_t forwarded_ = 0, not_forwarded_ = 0, deferred_ = 0;
   uint64_t last_fwd_ = 0;      // last sender seq forwarded in this generation

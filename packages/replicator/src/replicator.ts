@@ -144,7 +144,21 @@ class Replicator extends EventEmitter<{ lost: [Error] }> implements DataReplicat
       this.#cleanStale(d);
       d.repl = openReplicatedDir({ dir: d.dir, stateDir: d.trackerDir, ...(this.init.zoneBytes ? { zoneBytes: this.init.zoneBytes } : {}) });
       d.repl.on('lost', (err: Error) => this.#lost(d, err));
+      d.repl.on('error', (err: Error) => {
+        // The tracker may have missed a change: only a full synchronisation is safe from now on.
+        this.#log.error('rfs:tracking', `${d.dir}: ${err.message}; the next reintegration will be a full synchronisation`);
+        rmSync(join(d.trackerDir, IN_SYNC), { force: true });
+      });
       d.interceptor = mountInterceptor({ dir: d.dir, sink: d.repl.sinkHandle, writeback: this.init.durability === 'fsync' });
+      let lastRefusal = 0, quiet = 0;
+      d.interceptor.on('refused', (err) => {
+        // At most one line every 5 s (an application may retry in a loop).
+        const now = Date.now();
+        if (now - lastRefusal < 5000) { quiet++; return; }
+        this.#log.warn('rfs:refused', `${d.dir}: ${err.message}${quiet ? ` (and ${quiet} more refusals)` : ''}`, { code: err.code });
+        lastRefusal = now;
+        quiet = 0;
+      });
       d.fuseId = fuseConnectionId(d.dir);
       this.#log.info('rfs:primary', `${d.dir}: writes are intercepted and tracked (FUSE over the directory)`);
     }
@@ -211,7 +225,8 @@ class Replicator extends EventEmitter<{ lost: [Error] }> implements DataReplicat
         ...(this.init.ackTimeoutMs ? { ackTimeoutMs: this.init.ackTimeoutMs } : {}),
       });
       d.sender = sender;
-      d.repl.attachSender(sender);
+      // Held: nothing reaches the secondary before the resync below orders it after its copy.
+      d.repl.attachSender(sender, { holdUntilResync: true });
       const peerDirty = await this.#askDirty(peer, d.index, signal);
       const full = peerDirty.fresh || !existsSync(join(d.trackerDir, IN_SYNC));
       const onProgress = (p: ReintegrationProgress) => { totals[d.index] = p; report(); };
@@ -240,8 +255,9 @@ class Replicator extends EventEmitter<{ lost: [Error] }> implements DataReplicat
   }
 
   #lost(d: DirState, err: Error): void {
+    // IN_SYNC stays: the tracker keeps every change from here on (and what the lost sender had not
+    // got acknowledged), so the returning secondary is reintegrated from it, not copied whole.
     this.#log.warn('rfs:lost', `${d.dir}: replication to the secondary lost: ${err.message}; changes are tracked for its reintegration`);
-    rmSync(join(d.trackerDir, IN_SYNC), { force: true }); // until the next reintegration completes
     this.emit('lost', err);
   }
 
