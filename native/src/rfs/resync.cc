@@ -272,16 +272,29 @@ bool Resyncer::CopyRanges(const std::string& path, std::vector<std::pair<uint64_
         fstat(fd, &st);
         uint64_t size = static_cast<uint64_t>(st.st_size);
         uint64_t lim = std::min(end, size);
-        if (scanHoles && off < lim) {
+        // Holes are not read: a hole here is a hole there (punched, in case the secondary had
+        // bytes there; a no-op on a new file).
+        if (off < lim) {
           off_t d = lseek(fd, static_cast<off_t>(off), SEEK_DATA);
-          if (d < 0) { off = lim; stop = true; }  // ENXIO: only a hole up to the end
-          else off = static_cast<uint64_t>(d);
+          uint64_t dataAt = d < 0 ? lim : std::min<uint64_t>(static_cast<uint64_t>(d), lim);  // ENXIO: a hole to the end
+          if (dataAt > off) {
+            Record p;
+            p.op = Op::Fallocate;
+            p.path = path;
+            p.flags = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+            p.offset = off;
+            p.length = dataAt - off;
+            ForwardLocked(std::move(p));
+            res_.holesPunched++;
+            off = dataAt;
+          }
         }
+        (void)scanHoles;
         if (off >= lim) {
           stop = true;
         } else {
           uint64_t n = std::min<uint64_t>(kChunk - (off % kChunk), lim - off);
-          if (scanHoles) {
+          {
             off_t h = lseek(fd, static_cast<off_t>(off), SEEK_HOLE);
             if (h > 0 && static_cast<uint64_t>(h) > off) n = std::min<uint64_t>(n, static_cast<uint64_t>(h) - off);
           }

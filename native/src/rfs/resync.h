@@ -54,7 +54,7 @@ struct ResyncResult {
   // Full sync with block checksums (sums): what the secondary already had.
   uint64_t bytesMatched = 0;  // data bytes found identical (not sent)
   uint64_t filesIdentical = 0;// regular files found identical (nothing sent, not even metadata)
-  uint64_t holesPunched = 0;  // blocks made holes on the secondary
+  uint64_t holesPunched = 0;  // hole ranges punched on the secondary (a hole here, maybe bytes there)
   double sumsMs = 0;          // time to get the secondary's manifest
   std::string sumsError;      // non-empty: the manifest could not be had; a plain full copy was made
 };
