@@ -65,6 +65,16 @@ export interface MountInterceptorInit {
   /** Kernel attribute / entry cache, seconds. Default 86400 (we are the only writer while primary). */
   attrTimeoutS?: number;
   entryTimeoutS?: number;
+  /**
+   * Use the kernel's writeback cache (default false). false (strict): every `write()` reaches the
+   * interceptor and returns only once the sink acknowledged it. true: `write()` returns once the
+   * data is in the kernel's page cache; the data reaches the sink (and the secondary) at
+   * `fsync`/`fdatasync`, `O_SYNC`/`O_DSYNC` writes, `close` and background writeback, and those
+   * calls return only once it is acknowledged. Risk: writes not yet at such a point are lost if
+   * the node or this process dies, as they would be in any page cache; between sync points the
+   * secondary receives data in writeback order, not in `write()` order.
+   */
+  writeback?: boolean;
 }
 
 /** Options of {@link Interceptor.unmount}. @public */
@@ -146,7 +156,7 @@ export interface TestSinkOptions {
 
 /** @internal */
 export interface RfsFuseBinding {
-  rfsFuseMount(dir: string, sink: RfsSinkHandle, opts: { maxThreads?: number; attrTimeout?: number; entryTimeout?: number }, onEvent: (e: NativeEvent) => void): Handle;
+  rfsFuseMount(dir: string, sink: RfsSinkHandle, opts: { maxThreads?: number; attrTimeout?: number; entryTimeout?: number; writeback?: boolean }, onEvent: (e: NativeEvent) => void): Handle;
   rfsFuseUnmount(h: Handle, lazy: boolean, timeoutMs: number): Promise<void>;
   rfsFuseStats(h: Handle): InterceptorStats;
   rfsStaleMountCleanup(dir: string): number;
@@ -306,7 +316,9 @@ export function mountInterceptor(init: MountInterceptorInit): Interceptor {
   const maxThreads = optNumber(init.maxThreads, 'maxThreads', 1, 1024, true);
   const attrTimeout = optNumber(init.attrTimeoutS, 'attrTimeoutS', 0, 1e9, false);
   const entryTimeout = optNumber(init.entryTimeoutS, 'entryTimeoutS', 0, 1e9, false);
-  const opts: { maxThreads?: number; attrTimeout?: number; entryTimeout?: number } = {};
+  if (init.writeback !== undefined && typeof init.writeback !== 'boolean') throw new InvalidRfsArgumentError(`mountInterceptor: writeback must be a boolean, got ${JSON.stringify(init.writeback)}`);
+  const opts: { maxThreads?: number; attrTimeout?: number; entryTimeout?: number; writeback?: boolean } = {};
+  if (init.writeback !== undefined) opts.writeback = init.writeback;
   if (maxThreads !== undefined) opts.maxThreads = maxThreads;
   if (attrTimeout !== undefined) opts.attrTimeout = attrTimeout;
   if (entryTimeout !== undefined) opts.entryTimeout = entryTimeout;

@@ -96,7 +96,9 @@ class Fs final : public Interceptor {
 
   void Wait(uint64_t seq) {
     if (seq == 0) return;
-    bool ok = opts_.sink->WaitAcked(seq);
+    Note(opts_.sink->WaitAcked(seq));
+  }
+  void Note(bool ok) {
     if (!ok) {
       not_replicated_++;
       if (replicated_.exchange(false)) Emit("replication", "ERR_RFS_NOT_REPLICATED", "lost");
@@ -104,6 +106,7 @@ class Fs final : public Interceptor {
       if (!replicated_.exchange(true)) Emit("replication", "", "restored");
     }
   }
+  void WaitDurable(uint64_t seq) { Note(opts_.sink->WaitDurable(seq)); }
   void Count(int slot) { if (slot >= 0 && slot < kStatSlots) ops_[slot].fetch_add(1, std::memory_order_relaxed); }
   void Emit(const std::string& kind, const std::string& code, const std::string& msg) { if (on_event_) on_event_(kind, code, msg); }
   // Caller identity for ownership of new nodes.
@@ -120,6 +123,7 @@ class Fs final : public Interceptor {
   std::atomic<uint64_t> bytes_written_{0}, bytes_read_{0}, errors_{0}, not_replicated_{0}, unrecorded_{0};
   std::atomic<bool> replicated_{true};
   std::atomic<uint64_t> max_write_{0};
+  bool writeback_ = false;  // negotiated in OpInit
   uid_t euid_ = geteuid();
   gid_t egid_ = getegid();
 
@@ -231,7 +235,11 @@ void Fs::FixOwner(fuse_req_t req, Inode* parent, const char* name, bool fix_mode
 void OpInit(void* userdata, struct fuse_conn_info* conn) {
   Fs* fs = static_cast<Fs*>(userdata);
   conn->max_write = 1u << 20;
-  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;  // sync replication: every write() must reach us
+  // Strict (default): no writeback cache, every write() must reach us and wait for the secondary.
+  // writeback: the kernel caches writes; fsync, O_SYNC, close and background writeback send them.
+  if (fs->opts_.writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+  else conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  fs->writeback_ = (conn->want & FUSE_CAP_WRITEBACK_CACHE) != 0;
   if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;  // read replies by splice
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
@@ -559,8 +567,7 @@ void OpReleasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
 
 void Fsync(fuse_req_t req, fuse_ino_t ino, int datasync, int fd) {
   Fs* fs = FsOf(req);
-  int res = datasync ? fdatasync(fd) : fsync(fd);  // outside the ordering lock: may take ms
-  if (res != 0) { fs->errors_++; return (void)fuse_reply_err(req, errno); }
+  // The Fsync record goes first, so the secondary's fsync (in "written" mode) runs while ours does.
   uint64_t seq = 0;
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
@@ -569,7 +576,10 @@ void Fsync(fuse_req_t req, fuse_ino_t ino, int datasync, int fd) {
     r.flags = datasync ? 1 : 0;
     if (fs->PathOf(fs->Get(ino), &r.path)) seq = fs->Submit(std::move(r));
   }
-  fs->Wait(seq);
+  int res = datasync ? fdatasync(fd) : fsync(fd);  // outside the ordering lock: may take ms
+  int err = res != 0 ? errno : 0;
+  if (seq != 0) fs->WaitDurable(seq);
+  if (err) { fs->errors_++; return (void)fuse_reply_err(req, err); }
   fuse_reply_err(req, 0);
 }
 
@@ -577,10 +587,14 @@ void OpFsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_i
   Fsync(req, ino, datasync, dirfd(reinterpret_cast<DirHandle*>(fi->fh)->dp));
 }
 
-int OpenFlags(int flags) {
+int OpenFlags(int flags, bool writeback) {
   // The kernel computes O_APPEND offsets from its i_size (we are the only writer): pwrite must
   // write where the kernel says, which Linux ignores for an O_APPEND fd.
-  return (flags & ~(O_NOFOLLOW | O_APPEND | O_CREAT | O_EXCL)) | O_CLOEXEC;
+  flags = (flags & ~(O_NOFOLLOW | O_APPEND | O_CREAT | O_EXCL)) | O_CLOEXEC;
+  // With the writeback cache the kernel may read a page to complete a partial write through a
+  // write-only handle (like passthrough_ll: open write-only files read-write).
+  if (writeback && (flags & O_ACCMODE) == O_WRONLY) flags = (flags & ~O_ACCMODE) | O_RDWR;
+  return flags;
 }
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
@@ -594,7 +608,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
     std::string p;
     if (fs->PathOf(in, &p)) fs->opts_.sink->BeforeApply(p, 0, UINT64_MAX);
     std::lock_guard<std::mutex> lk(fs->order_mu_);
-    fd = open(proc.c_str(), OpenFlags(fi->flags));
+    fd = open(proc.c_str(), OpenFlags(fi->flags, fs->writeback_));
     if (fd >= 0) {
       Record r;
       r.op = Op::Truncate;
@@ -603,7 +617,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
       else fs->unrecorded_++;
     }
   } else {
-    fd = open(proc.c_str(), OpenFlags(fi->flags));
+    fd = open(proc.c_str(), OpenFlags(fi->flags, fs->writeback_));
   }
   int err = fd < 0 ? errno : 0;
   fs->Wait(seq);
@@ -622,7 +636,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mo
   int fd = -1;
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
-    fd = openat(parent->fd, name, (OpenFlags(fi->flags) | O_CREAT) | (fi->flags & O_EXCL), mode);
+    fd = openat(parent->fd, name, (OpenFlags(fi->flags, fs->writeback_) | O_CREAT) | (fi->flags & O_EXCL), mode);
     if (fd < 0) {
       err = errno;
     } else {

@@ -28,6 +28,11 @@ struct InterceptorOptions {
   unsigned max_threads = 32;          // FUSE worker threads (they block in WaitAcked)
   double attr_timeout = 86400;        // seconds: we are the only writer while primary
   double entry_timeout = 86400;
+  // Kernel writeback cache (durability "fsync"): write() returns once the data is in the kernel's
+  // page cache; the kernel hands dirty pages to us (and so to the sink, which waits for the
+  // secondary) on fsync/fdatasync, O_SYNC/O_DSYNC writes, close and background writeback. Only
+  // those points are synchronous with the secondary. Off by default (every write() waits).
+  bool writeback = false;
 };
 
 // One event for JS: kind is "error", "replication" (message "lost"/"restored"), "stale" (a dead

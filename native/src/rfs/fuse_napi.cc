@@ -80,7 +80,7 @@ std::shared_ptr<MountRef> MountOf(const Napi::CallbackInfo& info) {
   return *info[0].As<MountHandle>().Data();
 }
 
-// rfsFuseMount(dir, sinkHandle, { maxThreads, attrTimeout, entryTimeout }, onEvent) -> handle
+// rfsFuseMount(dir, sinkHandle, { maxThreads, attrTimeout, entryTimeout, writeback }, onEvent) -> handle
 Napi::Value Mount(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 4 || !info[0].IsString() || !info[1].IsExternal() || !info[2].IsObject() || !info[3].IsFunction()) {
@@ -99,6 +99,7 @@ Napi::Value Mount(const Napi::CallbackInfo& info) {
   if (o.Get("maxThreads").IsNumber()) opts.max_threads = o.Get("maxThreads").As<Napi::Number>().Uint32Value();
   if (o.Get("attrTimeout").IsNumber()) opts.attr_timeout = o.Get("attrTimeout").As<Napi::Number>().DoubleValue();
   if (o.Get("entryTimeout").IsNumber()) opts.entry_timeout = o.Get("entryTimeout").As<Napi::Number>().DoubleValue();
+  if (o.Get("writeback").IsBoolean()) opts.writeback = o.Get("writeback").As<Napi::Boolean>().Value();
 
   auto port = std::make_shared<EventPort>();
   port->tsfn = Napi::ThreadSafeFunction::New(env, info[3].As<Napi::Function>(), "ha:rfsFuseEvents", 0, 1);

@@ -91,6 +91,13 @@ class ChangeSink {
   // acknowledged; false if the change was not replicated (it must then be tracked as dirty by
   // the sink, so a later resynchronisation copies it). Never blocks forever.
   virtual bool WaitAcked(uint64_t seq) = 0;
+
+  // Like WaitAcked, for a durability point (an Fsync record). Every change the caller made before
+  // it was already acknowledged (each operation waits for its own ack before replying), so a sink
+  // whose acknowledgement level is "received" (the secondary holds the bytes in memory; its disk
+  // is not part of the guarantee) may return at once; a "written" sink waits for the secondary's
+  // own fsync.
+  virtual bool WaitDurable(uint64_t seq) { return WaitAcked(seq); }
 };
 
 }  // namespace ha::rfs

@@ -214,7 +214,10 @@ uint64_t ReplicationSink::Submit(Record&& r) {
   return out;
 }
 
-bool ReplicationSink::WaitAcked(uint64_t seq) {
+bool ReplicationSink::WaitAcked(uint64_t seq) { return Wait(seq, false); }
+bool ReplicationSink::WaitDurable(uint64_t seq) { return Wait(seq, true); }
+
+bool ReplicationSink::Wait(uint64_t seq, bool durable) {
   uint64_t gen = seq >> kGenShift;
   if (gen == 0) return false;
   std::shared_ptr<Sender> s;
@@ -223,7 +226,8 @@ bool ReplicationSink::WaitAcked(uint64_t seq) {
     if (gen != gen_ || !sender_) return false;
     s = sender_;
   }
-  return s->WaitAcked(seq & ((1ull << kGenShift) - 1));
+  uint64_t local = seq & ((1ull << kGenShift) - 1);
+  return durable ? s->WaitDurable(local) : s->WaitAcked(local);
 }
 
 bool ReplicationSink::AttachSender(std::shared_ptr<Sender> sender, std::string* code, std::string* message) {

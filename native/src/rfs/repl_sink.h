@@ -81,6 +81,7 @@ class ReplicationSink : public ChangeSink, public std::enable_shared_from_this<R
   void BeforeApply(const std::string& path, uint64_t offset, uint64_t length) override;
   uint64_t Submit(Record&& r) override;
   bool WaitAcked(uint64_t seq) override;
+  bool WaitDurable(uint64_t seq) override;
 
   // Attaches a connected sender (PRIM). Fails (returns false, *code/*message) if the sink is
   // closed, a sender is already attached, or the sender is already lost.
@@ -116,6 +117,7 @@ class ReplicationSink : public ChangeSink, public std::enable_shared_from_this<R
  private:
   ReplicationSink() = default;
   void Loop();
+  bool Wait(uint64_t seq, bool durable);
   void OnMarkError(const DirtyStatus& s);
   void MarkMeta(const Record& r);
   void MarkDirFull(const std::string& path);

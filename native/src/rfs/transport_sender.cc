@@ -130,7 +130,8 @@ void Sender::Close() {
   Lose("ERR_RFS_CLOSED", "sender closed");
   if (writer_.joinable()) writer_.join();
   if (acker_.joinable()) acker_.join();
-  std::lock_guard<std::mutex> lk(mu_);
+  std::unique_lock<std::mutex> lk(mu_);
+  queueCv_.wait(lk, [&] { return !sending_; });  // a direct sender may still be in send() (shut down: returns soon)
   if (fd_ >= 0) close(fd_);
   fd_ = -1;
 }
@@ -181,6 +182,7 @@ uint64_t Sender::Submit(Record&& r) {
   }
   size_t bytes = wire::EncodedSize(r);
   bool overflow = false;
+  bool direct = false;
   uint64_t seq;
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -200,12 +202,26 @@ uint64_t Sender::Submit(Record&& r) {
       overflow = true;
     } else {
       pendingBytes_ += bytes;
-      queue_.push_back(std::move(r));
+      // Nothing queued and nobody sending: send it from this thread (order is kept: whoever sends
+      // next finds sending_ set, or finds this record already on the socket).
+      if (queue_.empty() && !sending_ && bytes <= kMaxFramePlain) direct = sending_ = true;
+      else queue_.push_back(std::move(r));
     }
   }
   if (overflow) {
     Lose("ERR_RFS_QUEUE_FULL", "replication queue overflow: the secondary fell behind by more than " +
                                    std::to_string(opts_.maxQueueBytes) + " bytes");
+  } else if (direct) {
+    std::vector<Record> one;
+    one.push_back(std::move(r));
+    bool ok = SendBatch(one, bytes, directOut_);
+    int err = errno;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      sending_ = false;
+    }
+    queueCv_.notify_all();  // the writer (queued records) and Close (waits for !sending_)
+    if (!ok) Lose("ERR_RFS_LINK", std::string("link down: send to ") + peer_ + ": " + std::strerror(err));
   } else {
     queueCv_.notify_one();
   }
@@ -261,6 +277,12 @@ bool Sender::WaitReply(uint64_t id, std::vector<uint8_t>& out, std::string& err,
   }
 }
 
+bool Sender::WaitDurable(uint64_t seq) {
+  if (opts_.mode == AckMode::Written) return WaitAcked(seq);
+  std::lock_guard<std::mutex> lk(mu_);
+  return !lost_;
+}
+
 std::vector<UnackedRecord> Sender::TakeUnacked() {
   std::lock_guard<std::mutex> lk(mu_);
   std::vector<UnackedRecord> out;
@@ -291,6 +313,31 @@ SenderStats Sender::Stats() {
   return s;
 }
 
+bool Sender::SendBatch(std::vector<Record>& batch, size_t plain, std::vector<uint8_t>& out) {
+  out.resize(kFrameHeader + plain + kTagLen);
+  uint8_t* p = tx_.Begin(out.data(), plain);
+  uint8_t hdr[wire::kRecordHeader];
+  for (auto& r : batch) {
+    wire::EncodeHeader(r, hdr);
+    p = tx_.Update(p, hdr, sizeof hdr);
+    p = tx_.Update(p, r.path.data(), r.path.size());
+    p = tx_.Update(p, r.path2.data(), r.path2.size());
+    p = tx_.Update(p, r.name.data(), r.name.size());
+    p = tx_.Update(p, r.data.data(), r.data.size());
+  }
+  tx_.Finish(p);
+  batch.clear();  // frees the write data before the (possibly slow) send
+  bool ok = WriteAll(fd_, out.data(), out.size());
+  size_t sent = out.size();
+  if (out.capacity() > (8u << 20)) out = std::vector<uint8_t>();
+  if (ok) {
+    std::lock_guard<std::mutex> lk(mu_);
+    bytesSent_ += sent;
+    framesSent_++;
+  }
+  return ok;
+}
+
 void Sender::WriterLoop() {
   std::vector<Record> batch;
   std::vector<uint8_t> out;
@@ -299,7 +346,7 @@ void Sender::WriterLoop() {
     batch.clear();
     {
       std::unique_lock<std::mutex> lk(mu_);
-      queueCv_.wait(lk, [&] { return lost_ || !queue_.empty(); });
+      queueCv_.wait(lk, [&] { return lost_ || (!queue_.empty() && !sending_); });
       if (lost_) return;
       while (!queue_.empty()) {
         size_t sz = wire::EncodedSize(queue_.front());
@@ -308,28 +355,19 @@ void Sender::WriterLoop() {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
+      sending_ = true;
     }
-    out.resize(kFrameHeader + plain + kTagLen);
-    uint8_t* p = tx_.Begin(out.data(), plain);
-    uint8_t hdr[wire::kRecordHeader];
-    for (auto& r : batch) {
-      wire::EncodeHeader(r, hdr);
-      p = tx_.Update(p, hdr, sizeof hdr);
-      p = tx_.Update(p, r.path.data(), r.path.size());
-      p = tx_.Update(p, r.path2.data(), r.path2.size());
-      p = tx_.Update(p, r.name.data(), r.name.size());
-      p = tx_.Update(p, r.data.data(), r.data.size());
+    bool ok = SendBatch(batch, plain, out);
+    int err = errno;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      sending_ = false;
     }
-    tx_.Finish(p);
-    batch.clear();  // frees the write data before the (possibly slow) send
-    if (!WriteAll(fd_, out.data(), out.size())) {
-      Lose("ERR_RFS_LINK", std::string("link down: send to ") + peer_ + ": " + std::strerror(errno));
+    queueCv_.notify_all();  // Close waits for !sending_
+    if (!ok) {
+      Lose("ERR_RFS_LINK", std::string("link down: send to ") + peer_ + ": " + std::strerror(err));
       return;
     }
-    if (out.capacity() > (8u << 20)) out = std::vector<uint8_t>();
-    std::lock_guard<std::mutex> lk(mu_);
-    bytesSent_ += out.size();
-    framesSent_++;
   }
 }
 

@@ -67,6 +67,8 @@ class Sender : public ChangeSink, public std::enable_shared_from_this<Sender> {
 
   uint64_t Submit(Record&& r) override;
   bool WaitAcked(uint64_t seq) override;
+  // Received mode: returns at once (true unless lost); Written mode: WaitAcked.
+  bool WaitDurable(uint64_t seq) override;
 
   // Once lost: moves out every record submitted but not acknowledged (in seq order), records
   // submitted later are added to the next call. While replicating: a snapshot (not cleared).
@@ -94,6 +96,8 @@ class Sender : public ChangeSink, public std::enable_shared_from_this<Sender> {
   Sender(int fd, const SenderOptions& opts);
   void Lose(const char* code, const std::string& reason);
   void WriterLoop();
+  // Encrypts `batch` into one frame in `out` and sends it. Called by whoever holds sending_.
+  bool SendBatch(std::vector<Record>& batch, size_t plain, std::vector<uint8_t>& out);
   void AckLoop();
   void OnAck(uint64_t received, uint64_t applied);
   uint64_t AckedLocked() const { return opts_.mode == AckMode::Received ? received_ : applied_; }
@@ -107,6 +111,10 @@ class Sender : public ChangeSink, public std::enable_shared_from_this<Sender> {
   std::condition_variable ackCv_;
   std::condition_variable queueCv_;
   std::deque<Record> queue_;  // not yet sent (owns the data)
+  // Someone (the writer thread, or a submitting thread sending its own record directly when the
+  // queue is empty: one thread hand-off less per change) owns the cipher and the socket's send side.
+  bool sending_ = false;
+  std::vector<uint8_t> directOut_;  // the direct sender's frame buffer (owned by whoever holds sending_)
   struct Pending { UnackedRecord rec; size_t bytes; };
   std::deque<Pending> unacked_;  // submitted, not acknowledged (metadata only)
   uint64_t nextSeq_ = 0;
