@@ -141,6 +141,34 @@ class Fs final : public Interceptor {
 
 Fs* FsOf(fuse_req_t req) { return static_cast<Fs*>(fuse_req_userdata(req)); }
 
+// One change on this thread, announced to the sink before its local apply (BeforeApply /
+// BeforeMeta) and ended exactly once (EndChange): after its last Submit, or on any early return
+// when it failed locally.
+class ChangeScope {
+ public:
+  explicit ChangeScope(Fs* fs) : fs_(fs) {}
+  ~ChangeScope() { End(); }
+  ChangeScope(const ChangeScope&) = delete;
+  ChangeScope& operator=(const ChangeScope&) = delete;
+  void Data(const std::string& path, uint64_t offset, uint64_t length) {
+    fs_->opts_.sink->BeforeApply(path, offset, length);
+    open_ = true;
+  }
+  void Meta(Op op, const std::string& path, const std::string& path2 = std::string()) {
+    fs_->opts_.sink->BeforeMeta(op, path, path2);
+    open_ = true;
+  }
+  void End() {
+    if (!open_) return;
+    open_ = false;
+    fs_->opts_.sink->EndChange();
+  }
+
+ private:
+  Fs* fs_;
+  bool open_ = false;
+};
+
 bool Fs::PathOf(Inode* in, std::string* out) {
   std::lock_guard<std::mutex> lk(paths_mu_);
   std::vector<const std::string*> parts;
@@ -284,9 +312,13 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, str
   Fs* fs = FsOf(req);
   Inode* in = fs->Get(ino);
   std::string proc = ProcPath(in->fd);
-  if (valid & FUSE_SET_ATTR_SIZE) {
+  ChangeScope scope(fs);
+  {
     std::string p;
-    if (fs->PathOf(in, &p)) fs->opts_.sink->BeforeApply(p, static_cast<uint64_t>(attr->st_size), UINT64_MAX - static_cast<uint64_t>(attr->st_size));
+    if (fs->PathOf(in, &p)) {
+      if (valid & FUSE_SET_ATTR_SIZE) scope.Data(p, static_cast<uint64_t>(attr->st_size), UINT64_MAX - static_cast<uint64_t>(attr->st_size));
+      if (valid & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) scope.Meta(Op::Chmod, p);
+    }
   }
   std::vector<uint64_t> seqs;
   int err = 0;
@@ -343,6 +375,7 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, str
       }
     }
   }
+  scope.End();
   for (uint64_t s : seqs) fs->Wait(s);
   if (err) { fs->errors_++; return (void)fuse_reply_err(req, err); }
   struct stat st;
@@ -366,6 +399,11 @@ void MakeNode(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mo
   fuse_entry_param e;
   uint64_t seq = 0;
   int err = 0;
+  ChangeScope scope(fs);
+  {
+    std::string p;
+    if (fs->ChildPath(parent, name, &p)) scope.Meta(link ? Op::Symlink : S_ISDIR(mode) ? Op::Mkdir : Op::Mknod, p);
+  }
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
     int res;
@@ -388,6 +426,7 @@ void MakeNode(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mo
       err = fs->Lookup(parent, name, &e);
     }
   }
+  scope.End();
   fs->Wait(seq);
   if (err) { fs->errors_++; return (void)fuse_reply_err(req, err); }
   fuse_reply_entry(req, &e);
@@ -404,6 +443,11 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   fuse_entry_param e;
   uint64_t seq = 0;
   int err = 0;
+  ChangeScope scope(fs);
+  {
+    std::string a, b;
+    if (fs->PathOf(in, &a) && fs->ChildPath(np, newname, &b)) scope.Meta(Op::Link, a, b);
+  }
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
     Record r;
@@ -430,6 +474,7 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
       }
     }
   }
+  scope.End();
   fs->Wait(seq);
   if (err) { fs->errors_++; return (void)fuse_reply_err(req, err); }
   fuse_reply_entry(req, &e);
@@ -454,6 +499,11 @@ void RemoveEntry(fuse_req_t req, fuse_ino_t parent_ino, const char* name, bool d
   Inode* parent = fs->Get(parent_ino);
   uint64_t seq = 0;
   int err = 0;
+  ChangeScope scope(fs);
+  {
+    std::string p;
+    if (fs->ChildPath(parent, name, &p)) scope.Meta(dir ? Op::Rmdir : Op::Unlink, p);
+  }
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
     struct stat st;
@@ -468,6 +518,7 @@ void RemoveEntry(fuse_req_t req, fuse_ino_t parent_ino, const char* name, bool d
       else fs->unrecorded_++;
     }
   }
+  scope.End();
   fs->FinishErr(req, seq, err);
 }
 
@@ -480,6 +531,11 @@ void OpRename(fuse_req_t req, fuse_ino_t parent_ino, const char* name, fuse_ino_
   Inode* np = fs->Get(newparent_ino);
   uint64_t seq = 0;
   int err = 0;
+  ChangeScope scope(fs);
+  {
+    std::string a, b;
+    if (fs->ChildPath(p, name, &a) && fs->ChildPath(np, newname, &b)) scope.Meta(Op::Rename, a, b);
+  }
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
     Record r;
@@ -508,6 +564,7 @@ void OpRename(fuse_req_t req, fuse_ino_t parent_ino, const char* name, fuse_ino_
       else fs->unrecorded_++;
     }
   }
+  scope.End();
   fs->FinishErr(req, seq, err);
 }
 
@@ -604,9 +661,10 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   uint64_t seq = 0;
   int fd;
   bool trunc = (fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY;
+  ChangeScope scope(fs);
   if (trunc) {
     std::string p;
-    if (fs->PathOf(in, &p)) fs->opts_.sink->BeforeApply(p, 0, UINT64_MAX);
+    if (fs->PathOf(in, &p)) scope.Data(p, 0, UINT64_MAX);
     std::lock_guard<std::mutex> lk(fs->order_mu_);
     fd = open(proc.c_str(), OpenFlags(fi->flags, fs->writeback_));
     if (fd >= 0) {
@@ -620,6 +678,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
     fd = open(proc.c_str(), OpenFlags(fi->flags, fs->writeback_));
   }
   int err = fd < 0 ? errno : 0;
+  scope.End();
   fs->Wait(seq);
   if (fd < 0) return (void)fuse_reply_err(req, err);
   fi->fh = static_cast<uint64_t>(fd);
@@ -634,6 +693,11 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mo
   std::vector<uint64_t> seqs;
   int err = 0;
   int fd = -1;
+  ChangeScope scope(fs);
+  {
+    std::string p;
+    if (fs->ChildPath(parent, name, &p)) scope.Meta(Op::Create, p);
+  }
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
     fd = openat(parent->fd, name, (OpenFlags(fi->flags, fs->writeback_) | O_CREAT) | (fi->flags & O_EXCL), mode);
@@ -664,6 +728,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mo
       err = fs->Lookup(parent, name, &e);
     }
   }
+  scope.End();
   for (uint64_t s : seqs) fs->Wait(s);
   if (err) {
     if (fd >= 0) close(fd);
@@ -690,8 +755,9 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_
 void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off, struct fuse_file_info* fi) {
   Fs* fs = FsOf(req);
   Inode* in = fs->Get(ino);
+  ChangeScope scope(fs);
   std::string p0;
-  if (fs->PathOf(in, &p0)) fs->opts_.sink->BeforeApply(p0, static_cast<uint64_t>(off), size);
+  if (fs->PathOf(in, &p0)) scope.Data(p0, static_cast<uint64_t>(off), size);
   Record r;
   r.op = Op::Write;
   r.offset = static_cast<uint64_t>(off);
@@ -715,6 +781,7 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
       }
     }
   }
+  scope.End();
   if (err) { fs->errors_++; return (void)fuse_reply_err(req, err); }
   fs->bytes_written_.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
   fs->Wait(seq);
@@ -744,8 +811,9 @@ void OpStatfs(fuse_req_t req, fuse_ino_t ino) {
 void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info* fi) {
   Fs* fs = FsOf(req);
   Inode* in = fs->Get(ino);
+  ChangeScope scope(fs);
   std::string p0;
-  if (fs->PathOf(in, &p0)) fs->opts_.sink->BeforeApply(p0, static_cast<uint64_t>(offset), static_cast<uint64_t>(length));
+  if (fs->PathOf(in, &p0)) scope.Data(p0, static_cast<uint64_t>(offset), static_cast<uint64_t>(length));
   uint64_t seq = 0;
   int err = 0;
   {
@@ -762,6 +830,7 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
       else fs->unrecorded_++;
     }
   }
+  scope.End();
   fs->FinishErr(req, seq, err);
 }
 
@@ -797,6 +866,11 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
   std::string proc = ProcPath(in->fd);
   uint64_t seq = 0;
   int err = 0;
+  ChangeScope scope(fs);
+  {
+    std::string p;
+    if (fs->PathOf(in, &p)) scope.Meta(Op::SetXattr, p);
+  }
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
     if (setxattr(proc.c_str(), name, value, size, flags) != 0) {
@@ -811,6 +885,7 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
       else fs->unrecorded_++;
     }
   }
+  scope.End();
   fs->FinishErr(req, seq, err);
 }
 
@@ -820,6 +895,11 @@ void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   std::string proc = ProcPath(in->fd);
   uint64_t seq = 0;
   int err = 0;
+  ChangeScope scope(fs);
+  {
+    std::string p;
+    if (fs->PathOf(in, &p)) scope.Meta(Op::RemoveXattr, p);
+  }
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
     if (removexattr(proc.c_str(), name) != 0) {
@@ -832,6 +912,7 @@ void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
       else fs->unrecorded_++;
     }
   }
+  scope.End();
   fs->FinishErr(req, seq, err);
 }
 

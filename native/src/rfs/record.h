@@ -81,6 +81,17 @@ class ChangeSink {
   // crash of the primary, the zone is resynchronised even if its change was never acknowledged.
   virtual void BeforeApply(const std::string& path, uint64_t offset, uint64_t length) { (void)path; (void)offset; (void)length; }
 
+  // Called BEFORE a metadata change (create, mkdir, mknod, symlink, link, unlink, rmdir, rename,
+  // chmod, chown, utimens, xattrs) is applied locally, outside any global lock: the sink may
+  // persist the paths it touches (path, and path2 for rename/link), so that after a crash of the
+  // primary between the local change and its Submit, a resynchronisation still covers them.
+  virtual void BeforeMeta(Op op, const std::string& path, const std::string& path2) { (void)op; (void)path; (void)path2; }
+
+  // Ends the change announced by BeforeApply/BeforeMeta on this thread: called after its last
+  // Submit, or without any Submit when the change failed locally (nothing to replicate). Lets the
+  // sink stop treating the announced marks as in flight at once.
+  virtual void EndChange() {}
+
   // Called with the change already applied locally, while the interceptor holds its ordering
   // lock (so sequence order = local apply order). Assigns r.seq, enqueues, returns the seq.
   // Must not block on the network.

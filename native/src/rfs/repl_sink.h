@@ -15,9 +15,8 @@
 // Sequence numbers returned by Submit encode the sender generation: (gen << 48) | senderSeq.
 // Generation 0 means "not forwarded" (ALONE): WaitAcked returns false at once.
 //
-// Known gap: Rename is marked in Submit, i.e. AFTER the local rename (the tracker wants it before);
-// a crash of the primary between the local rename and the mark loses the rename's marks. A
-// BeforeMeta(op, path, path2) hook in the interceptor would close it.
+// Every change is marked durably BEFORE it is applied locally (BeforeApply for data, BeforeMeta for
+// metadata), so a crash of the primary between its local change and the Submit loses no mark.
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -79,6 +78,8 @@ class ReplicationSink : public ChangeSink, public std::enable_shared_from_this<R
 
   // ChangeSink
   void BeforeApply(const std::string& path, uint64_t offset, uint64_t length) override;
+  void BeforeMeta(Op op, const std::string& path, const std::string& path2) override;
+  void EndChange() override;
   uint64_t Submit(Record&& r) override;
   bool WaitAcked(uint64_t seq) override;
   bool WaitDurable(uint64_t seq) override;
@@ -117,6 +118,8 @@ class ReplicationSink : public ChangeSink, public std::enable_shared_from_this<R
  private:
   ReplicationSink() = default;
   void Loop();
+  void Announce(const std::string& path);
+  void Announced(uint64_t epoch);
   bool Wait(uint64_t seq, bool durable);
   void OnMarkError(const DirtyStatus& s);
   void MarkMeta(const Record& r);
@@ -141,11 +144,12 @@ class ReplicationSink : public ChangeSink, public std::enable_shared_from_this<R
   uint64_t last_fwd_ = 0;      // last sender seq forwarded in this generation
   WorkMap* work_ = nullptr;    // the running resync's work list
 
-  // Marks made in BeforeApply whose Submit has not happened yet, by thread.
+  // Changes announced (BeforeApply/BeforeMeta) and not yet ended (EndChange), by thread.
   struct InFlight {
     uint64_t epoch;  // 0: being marked
     std::string path;
     std::chrono::steady_clock::time_point since;
+    bool remark;     // a second mark of the same change is being made (keep the oldest epoch)
   };
   std::mutex infl_mu_;
   std::condition_variable infl_cv_;

@@ -112,6 +112,15 @@ std::shared_ptr<Sender> Sender::Connect(const std::string& host, int port, const
   }
   if (n != wire::kAckLen || buf[0] != wire::kMsgAck) { code = "ERR_RFS_AUTH"; message = peer + ": unexpected first frame"; return nullptr; }
   SetTimeouts(fd, 0);
+  {
+    // A send blocked longer than the ack timeout (the secondary stopped reading: stalled, or a
+    // partition with full buffers) fails with EAGAIN and the sender is lost, whichever thread
+    // sends (the writer, or a FUSE thread sending its own record directly).
+    struct timeval tv;
+    tv.tv_sec = opts.ackTimeoutMs / 1000;
+    tv.tv_usec = (opts.ackTimeoutMs % 1000) * 1000;
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
   s->writer_ = std::thread([p = s.get()] { p->WriterLoop(); });
   s->acker_ = std::thread([p = s.get()] { p->AckLoop(); });
   return s;
@@ -221,7 +230,7 @@ uint64_t Sender::Submit(Record&& r) {
       sending_ = false;
     }
     queueCv_.notify_all();  // the writer (queued records) and Close (waits for !sending_)
-    if (!ok) Lose("ERR_RFS_LINK", std::string("link down: send to ") + peer_ + ": " + std::strerror(err));
+    if (!ok) LoseSend(err);
   } else {
     queueCv_.notify_one();
   }
@@ -313,6 +322,15 @@ SenderStats Sender::Stats() {
   return s;
 }
 
+void Sender::LoseSend(int err) {
+  if (err == EAGAIN || err == EWOULDBLOCK) {
+    Lose("ERR_RFS_ACK_TIMEOUT", "the secondary " + peer_ + " stopped reading: a send stayed blocked for " +
+                                    std::to_string(opts_.ackTimeoutMs) + " ms");
+  } else {
+    Lose("ERR_RFS_LINK", std::string("link down: send to ") + peer_ + ": " + std::strerror(err));
+  }
+}
+
 bool Sender::SendBatch(std::vector<Record>& batch, size_t plain, std::vector<uint8_t>& out) {
   out.resize(kFrameHeader + plain + kTagLen);
   uint8_t* p = tx_.Begin(out.data(), plain);
@@ -365,7 +383,7 @@ void Sender::WriterLoop() {
     }
     queueCv_.notify_all();  // Close waits for !sending_
     if (!ok) {
-      Lose("ERR_RFS_LINK", std::string("link down: send to ") + peer_ + ": " + std::strerror(err));
+      LoseSend(err);
       return;
     }
   }

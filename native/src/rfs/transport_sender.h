@@ -95,6 +95,7 @@ class Sender : public ChangeSink, public std::enable_shared_from_this<Sender> {
  private:
   Sender(int fd, const SenderOptions& opts);
   void Lose(const char* code, const std::string& reason);
+  void LoseSend(int err);  // a failed send (errno)
   void WriterLoop();
   // Encrypts `batch` into one frame in `out` and sends it. Called by whoever holds sending_.
   bool SendBatch(std::vector<Record>& batch, size_t plain, std::vector<uint8_t>& out);

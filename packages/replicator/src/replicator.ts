@@ -25,11 +25,22 @@ export interface ReplicatorInit {
   /** TCP port of the secondary's receiver for the first directory; directory i uses port + i (default 5600). */
   port?: number;
   /**
-   * When a write returns to the application: 'written' (default): the secondary has applied it to
-   * its files; 'received': it has received it (faster; a secondary that takes over applies
-   * everything it received first).
+   * What the secondary has done when a change returns to the application: 'received' (default):
+   * it holds the change (authenticated, in order; a secondary that takes over applies everything
+   * it received first); 'written': it has applied it to its files, and an fsync also waits for
+   * the secondary's own fsync (one round trip more per fsync).
    */
   mode?: 'received' | 'written';
+  /**
+   * Which calls are synchronous with the secondary. 'write' (default): every `write()` and every
+   * metadata change returns only once the secondary has it. 'fsync': writes go to the kernel's
+   * page cache (much faster for streams of small or large writes) and reach the secondary at
+   * `fsync`/`fdatasync`, `O_SYNC`/`O_DSYNC` writes, `close` and background writeback, which return
+   * only once it has them; metadata changes stay synchronous. Risk: like any page cache, writes
+   * not yet at such a point are lost if the primary dies (node or process), and between two sync
+   * points the secondary receives the data in writeback order, not `write()` order.
+   */
+  durability?: 'write' | 'fsync';
   /** A secondary that does not acknowledge within this is declared lost: the primary goes ALONE (default 2000). */
   ackTimeoutMs?: number;
   /** Granularity of dirty tracking in bytes (power of two, default 1 MiB). */
@@ -120,6 +131,7 @@ function validate(init: ReplicatorInit): void {
     throw new ReplicatorConfigError('port', `must be a TCP port leaving room for ${init.dirs.length} directories, got ${init.port}`);
   }
   if (init.mode !== undefined && init.mode !== 'received' && init.mode !== 'written') throw new ReplicatorConfigError('mode', `must be 'received' or 'written', got ${JSON.stringify(init.mode)}`);
+  if (init.durability !== undefined && init.durability !== 'write' && init.durability !== 'fsync') throw new ReplicatorConfigError('durability', `must be 'write' or 'fsync', got ${JSON.stringify(init.durability)}`);
   if (init.ackTimeoutMs !== undefined && (!Number.isFinite(init.ackTimeoutMs) || init.ackTimeoutMs < 10)) throw new ReplicatorConfigError('ackTimeoutMs', `must be at least 10 ms, got ${init.ackTimeoutMs}`);
 }
 
@@ -142,7 +154,7 @@ class Replicator extends EventEmitter<{ lost: [Error] }> implements DataReplicat
   constructor(private readonly init: ReplicatorInit, private readonly ctx: DataContext) {
     super();
     this.#port = init.port ?? 5600;
-    this.#mode = init.mode ?? 'written';
+    this.#mode = init.mode ?? 'received';
     this.#channel = `rfs/${ctx.module}`;
     this.#dirs = init.dirs.map((d, index) => ({ dir: d.replace(/\/+$/, ''), index, trackerDir: join(ctx.stateDir, 'rfs', String(index)) }));
     for (const d of this.#dirs) mkdirSync(d.trackerDir, { recursive: true });
@@ -172,7 +184,7 @@ class Replicator extends EventEmitter<{ lost: [Error] }> implements DataReplicat
       this.#cleanStale(d);
       d.repl = openReplicatedDir({ dir: d.dir, stateDir: d.trackerDir, ...(this.init.zoneBytes ? { zoneBytes: this.init.zoneBytes } : {}) });
       d.repl.on('lost', (err: Error) => this.#lost(d, err));
-      d.interceptor = mountInterceptor({ dir: d.dir, sink: d.repl.sinkHandle });
+      d.interceptor = mountInterceptor({ dir: d.dir, sink: d.repl.sinkHandle, writeback: this.init.durability === 'fsync' });
       d.fuseId = fuseConnectionId(d.dir);
       this.#log.info('rfs:primary', `${d.dir}: writes are intercepted and tracked (FUSE over the directory)`);
     }

@@ -51,6 +51,8 @@ export interface SelfView extends Announce {
   waitedMs: number;
   /** How long a WAIT node that is up to date looks for its peer before going ALONE. */
   discoveryMs: number;
+  /** A checker with action `wait` holds the module in WAIT: why (undefined when not held). */
+  held?: string | undefined;
 }
 
 export interface PeerView extends Announce {
@@ -101,6 +103,7 @@ export function decide(me: SelfView, peer: PeerView | undefined): Decision {
       return { reason: 'stopped' };
 
     case 'WAIT': {
+      if (me.held) return { reason: 'held by a checker', waitReason: me.held };
       if (me.isolated) return { reason: 'isolated', waitReason: 'all heartbeat networks have lost carrier' };
       if (peer && peerPrimary) {
         return { next: 'SECOND', reason: `peer ${peer.name} is ${ps}: becoming its secondary` };
@@ -142,6 +145,7 @@ export function decide(me: SelfView, peer: PeerView | undefined): Decision {
     }
 
     case 'SECOND': {
+      if (me.held) return { next: 'WAIT', reason: `${me.held}: a secondary held by a checker waits`, waitReason: me.held };
       if (me.isolated) return { next: 'WAIT', reason: 'all heartbeat networks lost carrier: cannot be a secondary', waitReason: 'isolated' };
       if (peer && peerPrimary) {
         // A primary that announces y is stopping its application to hand over (swap): wait until it
@@ -169,6 +173,7 @@ export function decide(me: SelfView, peer: PeerView | undefined): Decision {
 
     case 'ALONE':
     case 'PRIM': {
+      if (me.held && !me.y) return { next: 'WAIT', reason: `${me.held}: this node stops serving and waits`, waitReason: me.held };
       if (me.isolated) return { next: 'WAIT', reason: 'all heartbeat networks lost carrier: this node cannot serve; releasing the primary role', waitReason: 'isolated' };
       if (me.y) return { reason: 'yielding' };
       if (peer && peerPrimary) {
@@ -189,6 +194,24 @@ export function decide(me: SelfView, peer: PeerView | undefined): Decision {
       return { reason: 'primary' };
     }
   }
+}
+
+/**
+ * The split-brain rule: a node about to become ALONE while it does not hear its peer (a failover
+ * from SECOND, a PRIM that lost its secondary, a WAIT node that gave up looking for its peer) must
+ * first reach the witness, if one is configured. A forced `prim` (from WAIT) and a peer that announced its
+ * planned STOP need no witness.
+ */
+export function needsWitness(me: SelfView, peer: PeerView | undefined, d: Decision): boolean {
+  return d.next === 'ALONE' && me.s !== 'ALONE' && peer === undefined && !(me.s === 'WAIT' && me.f);
+}
+
+/** The decision when the witness was needed and not reached. */
+export function witnessUnreachable(me: SelfView, d: Decision, witness: string): Decision {
+  const why = `split-brain witness (${witness}) unreachable`;
+  const waitReason = `${why}: the peer may be serving on the other side of an isolation; waiting for the peer or an operator (\`prim\`)`;
+  if (me.s === 'WAIT') return { reason: why, waitReason };
+  return { next: 'WAIT', reason: `${d.reason}, but the ${why}: not taking the primary role (it could make two primaries)`, waitReason };
 }
 
 function describe(x: Announce): string {

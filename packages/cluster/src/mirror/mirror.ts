@@ -7,9 +7,10 @@ import { EventEmitter } from 'eventemitter3';
 import { HaError, type DataReplication, type ModuleLog, type ReintegrationProgress } from '@ha/interface';
 import type { Membership } from '@ha/membership';
 import type { Vip } from '@ha/vip';
+import type { CheckerActionRequest, CheckerFault, CheckerSet, ResourceChange, ResourceStatus, Witness } from '@ha/checkers';
 import type { AppRunner } from '../app.js';
 import type { StateStore } from '../state-store.js';
-import { colourOf, decide, PRIMARY_STATES, type Announce, type Colour, type MirrorState, type PeerView, type SelfView } from './decide.js';
+import { colourOf, decide, needsWitness, witnessUnreachable, PRIMARY_STATES, type Announce, type Colour, type MirrorState, type PeerView, type SelfView } from './decide.js';
 
 /** A state change. @public */
 export interface StateChange {
@@ -35,6 +36,18 @@ export interface MirrorEvents {
   'replica:synced': [{ module: string; peer: string; ms: number }];
   'replica:progress': [{ module: string; peer: string } & ReintegrationProgress];
   'replica:lost': [{ module: string; peer: string; reason: string }];
+  /** A checked resource changed state (up, down, unknown). */
+  resource: [ResourceChange & { module: string }];
+  /** A checker itself hung or threw. */
+  'checker:fault': [CheckerFault & { module: string }];
+  /** A checker's rule fired an action (restart, stopstart, stop). */
+  'checker:action': [{ module: string; action: string; resource: string; reason: string; escalated: boolean }];
+  /** The application was restarted locally by a checker action; `ms` from the resource seen down to the restart begun. */
+  'checker:restarted': [{ module: string; resource: string; ms: number }];
+  /** The split-brain witness was asked before taking the primary role. */
+  witness: [{ module: string; reachable: boolean; targets: Array<{ target: string; reachable: boolean }>; ms: number }];
+  /** Changes this node made while it was a primary, about to be overwritten by the peer's, were kept aside. */
+  'replica:diverged': [{ module: string; dir: string; files: string[]; keptIn: string }];
 }
 
 /** What `ha state` shows of a module. @public */
@@ -54,6 +67,8 @@ export interface MirrorStatus {
   vip?: { address: string; interface: string; held: boolean } | undefined;
   app: { running: boolean };
   peer: { name: string; heard: boolean; state?: MirrorState | undefined; ready?: boolean | undefined; epoch?: number | undefined };
+  /** Checked resources (when checkers are configured). */
+  resources?: Array<ResourceStatus & { action: string; when: string; running: boolean }> | undefined;
 }
 
 /** A command was refused in the current state. @public */
@@ -78,6 +93,10 @@ export interface MirrorParts {
   store: StateStore;
   log: ModuleLog;
   data?: DataReplication | undefined;
+  /** Checkers and their rules. */
+  checks?: CheckerSet | undefined;
+  /** Split-brain witness. */
+  witness?: Witness | undefined;
   /** Called with every change of this module's announcement (the cluster merges modules). */
   announce(a: Announce): void;
 }
@@ -110,6 +129,7 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
   #lastSwapAsk = 0;
   #takeoverT: { t0: number; persistMs: number } | undefined;
   #closed = false;
+  #witnessAsked = 0;
 
   constructor(readonly opts: MirrorOptions, private readonly parts: MirrorParts) {
     super();
@@ -167,12 +187,60 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
       this.emit('replica:lost', { module: this.opts.name, peer: this.opts.peer, reason: err.message });
       this.kick();
     });
+    this.#attachCheckers();
     this.#tick = setInterval(() => { if (this.#state === 'WAIT' || this.#state === 'SECOND') this.kick(); }, this.opts.tickMs);
     this.#tick.unref();
     this.#publish();
   }
 
+  #attachCheckers(): void {
+    const checks = this.parts.checks;
+    if (!checks) return;
+    const module = this.opts.name;
+    checks.on('resource', (r) => this.emit('resource', { module, ...r }));
+    checks.on('fault', (f) => this.emit('checker:fault', { module, ...f }));
+    checks.on('hold', () => this.kick());
+    checks.handler = (req) => this.#checkerAction(req);
+  }
+
+  /** Carries out a checker's action (one at a time: the set does not ask for another meanwhile). */
+  async #checkerAction(req: CheckerActionRequest): Promise<void> {
+    const { log } = this.parts;
+    this.emit('checker:action', { module: this.opts.name, action: req.action, resource: req.resource, reason: req.reason, escalated: req.escalated });
+    if (req.action === 'restart') {
+      await this.#enqueue(async () => {
+        if (!PRIMARY_STATES.has(this.#state)) return;
+        const ms = Math.round(performance.now() - req.downAt);
+        log.warn('checker:restart', `restarting the application on this node: ${req.reason}`, { resource: req.resource });
+        this.emit('checker:restarted', { module: this.opts.name, resource: req.resource, ms });
+        await this.parts.app.stop(`checker: ${req.resource} is down`);
+        try {
+          await this.parts.app.start();
+        } catch (err) {
+          this.emit('app:failed', { module: this.opts.name, error: err as Error });
+          log.error('app:failed', `the application failed to restart (${(err as Error).message}): stopping the module on this node so the peer can take over`);
+          await this.#stopHere('application failed to restart');
+          return;
+        }
+        await this.parts.checks?.rearm();
+      });
+      return;
+    }
+    log.warn('checker:' + req.action, `${req.action === 'stop' ? 'stopping the module on this node' : 'stopping the module here (the peer takes over), then starting it again'}: ${req.reason}`, { resource: req.resource, escalated: req.escalated });
+    await this.command('stop');
+    if (req.action === 'stopstart') await this.command('start');
+  }
+
+  /** Stops the module on this node after a failure (the peer takes over). */
+  async #stopHere(reason: string): Promise<void> {
+    await this.parts.checks?.setPhase('stopped');
+    await this.#leavePrimary(reason);
+    await this.parts.store.update({ uptodate: false, state: 'STOP' });
+    this.#setState('STOP', reason);
+  }
+
   detach(): void {
+    void this.parts.checks?.stop();
     this.#closed = true;
     if (this.#tick) clearInterval(this.#tick);
     this.#vipAbort?.abort();
@@ -205,6 +273,7 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
         ready: this.#peer?.s === 'SECOND' ? this.#peer.r !== false : undefined,
         epoch: this.#peer?.e,
       },
+      resources: this.parts.checks?.status(),
     };
   }
 
@@ -247,6 +316,7 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
       preferred: this.opts.preferred, failover: this.opts.failover, isolated: this.#isolated,
       synced: this.parts.data ? this.#synced : undefined,
       waitedMs: Date.now() - this.#waitSince, discoveryMs: this.opts.discoveryMs,
+      held: this.parts.checks?.hold,
     };
   }
 
@@ -265,7 +335,8 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
       }
       this.#followReadiness(peer);
       await this.#followAttachment(peer);
-      const d = decide(me, peer);
+      let d = decide(me, peer);
+      if (this.parts.witness && needsWitness(me, peer, d) && !(await this.#witnessOk())) d = witnessUnreachable(me, d, this.parts.witness.description);
       if (d.attach) this.#startAttach();
       if (this.#state === 'WAIT' && d.waitReason && d.waitReason !== this.#waitReason) {
         this.#waitReason = d.waitReason;
@@ -277,6 +348,22 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
       }
       await this.#transition(d.next, d.reason, { takeover: d.takeover === true, peer, waitReason: d.waitReason });
     }
+  }
+
+  /** Asks the witness (at most every 2 s while it stays unreachable). */
+  async #witnessOk(): Promise<boolean> {
+    const w = this.parts.witness!;
+    if (Date.now() - this.#witnessAsked < 2000) return false;
+    const r = await w.check();
+    this.emit('witness', { module: this.opts.name, ...r });
+    if (r.reachable) {
+      this.#witnessAsked = 0;
+      this.parts.log.info('witness', `split-brain witness reached (${r.targets.filter((x) => x.reachable).map((x) => x.target).join(', ')}) in ${r.ms} ms: this node may take the primary role`, { ms: r.ms });
+      return true;
+    }
+    this.#witnessAsked = Date.now();
+    this.parts.log.warn('witness', `split-brain witness unreachable (${r.targets.map((x) => x.target).join(', ')}; ${r.ms} ms)`, { ms: r.ms });
+    return false;
   }
 
   /** The preferred primary, back as a ready secondary, asks for its role (automatic failback). */
@@ -332,6 +419,8 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
     }
     if (next === 'WAIT') {
       if (wasPrimary) {
+        // A forced `prim` was carried out when this node took the role; losing it ends it.
+        this.#forced = false;
         await this.#leavePrimary(reason);
         // A PRIM whose secondary may take over is no longer known up to date; an ALONE still is.
         await store.update({ uptodate: prev === 'ALONE', state: 'WAIT' });
@@ -375,6 +464,7 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
       }
       await app.start();
       this.emit('app:started', { module: this.opts.name, ms: Date.now() - t0 });
+      await this.parts.checks?.setPhase('primary');
       const tk = this.#takeoverT;
       this.#takeoverT = undefined;
       if (tk) {
@@ -386,9 +476,7 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
     } catch (err) {
       this.emit('app:failed', { module: this.opts.name, error: err as Error });
       log.error('app:failed', `the application failed to start on this primary (${(err as Error).message}): stopping the module on this node so the peer can take over`);
-      await this.#leavePrimary('application failed to start');
-      await this.parts.store.update({ uptodate: false, state: 'STOP' });
-      this.#setState('STOP', 'application failed to start on this node');
+      await this.#stopHere('application failed to start on this node');
     }
   }
 
@@ -396,6 +484,8 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
   async #leavePrimary(reason: string): Promise<void> {
     const { vip, app } = this.parts;
     this.#vipAbort?.abort();
+    // Primary-only checkers stop first: the application's planned stop is not a failure.
+    if (this.parts.checks?.phase === 'primary') await this.parts.checks.setPhase('started');
     if (app.running) {
       const r = await app.stop(reason);
       this.emit('app:stopped', { module: this.opts.name, ms: r.ms, forced: r.forced });
@@ -521,13 +611,14 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
       case 'start':
         if (s !== 'STOP') throw new CommandRefusedError('start', `module is already ${s}`);
         this.#wantSecond = false; this.#forced = false;
+        await this.parts.checks?.setPhase('started');
         this.#setState('WAIT', 'start command');
         break;
       case 'second':
         if (s !== 'STOP' && s !== 'WAIT') throw new CommandRefusedError('second', `module is ${s}; stop it first`);
         this.#wantSecond = true; this.#forced = false;
         await store.update({ uptodate: false });
-        if (s === 'STOP') this.#setState('WAIT', 'second command: start as secondary only');
+        if (s === 'STOP') { await this.parts.checks?.setPhase('started'); this.#setState('WAIT', 'second command: start as secondary only'); }
         else this.#publish();
         break;
       case 'prim': {
@@ -537,7 +628,7 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
         this.#forced = true; this.#wantSecond = false;
         await store.update({ uptodate: true });
         log.warn('prim', 'forced primary: this node\'s data becomes the reference; the peer will resynchronise from it');
-        if (s === 'STOP') this.#setState('WAIT', 'prim command');
+        if (s === 'STOP') { await this.parts.checks?.setPhase('started'); this.#setState('WAIT', 'prim command'); }
         break;
       }
       case 'stop': {
@@ -552,6 +643,7 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
           await store.update({ state: 'STOP' });
         }
         this.#wantSecond = false; this.#forced = false; this.#yielding = false;
+        await this.parts.checks?.setPhase('stopped');
         this.#setState('STOP', 'stop command');
         break;
       }
@@ -579,11 +671,13 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
       }
       case 'restart': {
         if (!PRIMARY_STATES.has(s)) throw new CommandRefusedError('restart', `restarts the application on the primary; this node is ${s}`);
+        if (this.parts.checks?.phase === 'primary') await this.parts.checks.setPhase('started');
         await this.parts.app.stop('restart command');
         try { await this.parts.app.start(); } catch (err) {
           this.emit('app:failed', { module: this.opts.name, error: err as Error });
           throw err;
         }
+        await this.parts.checks?.setPhase('primary');
         break;
       }
     }

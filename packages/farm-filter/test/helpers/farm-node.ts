@@ -1,0 +1,43 @@
+/**
+ * One farm node for the lab tests and the benchmark: a cluster running a farm module whose
+ * application is a TCP server answering the node's name.
+ *   farm-node.ts '<json>' where json = { node, addresses: {name: ip}, vip, port, stateDir, filter?, check? }
+ * stdin lines: {"status":true} -> {"status":...}; {"service":"down"|"up"} closes/reopens the server
+ * (the module is not told: its tcp checker must notice). stdout: JSON lines of events.
+ */
+import net from 'node:net';
+import { createInterface } from 'node:readline';
+import { createCluster } from '@ha/cluster';
+
+const cfg = JSON.parse(process.argv[2]!) as { node: string; addresses: Record<string, string>; vip: string; port: number; stateDir: string; filter?: 'on_addr' | 'on_port'; check?: boolean };
+const out = (o: unknown) => process.stdout.write(JSON.stringify(o) + '\n');
+let server: net.Server | undefined;
+const sockets = new Set<net.Socket>();
+const listen = () => new Promise<void>((resolve, reject) => {
+  server = net.createServer((s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); s.on('error', () => {}); s.write(`${cfg.node}\n`); s.on('data', (d) => s.write(`${cfg.node}:${String(d)}`)); });
+  server.once('error', reject);
+  server.listen(cfg.port, () => resolve());
+});
+const close = () => new Promise<void>((r) => { for (const s of sockets) s.destroy(); server ? server.close(() => r()) : r(); server = undefined; });
+
+const cluster = await createCluster({
+  node: cfg.node, key: 'farm lab test cluster key 0123456789', stateDir: cfg.stateDir,
+  networks: [{ name: 'lan', port: 7890, addresses: cfg.addresses }],
+  farm: {
+    name: 'web', vip: cfg.vip, rules: [{ port: cfg.port, proto: 'tcp', filter: cfg.filter ?? 'on_port' }],
+    app: { start: listen, stop: close },
+    ...(cfg.check ? { check: { host: cfg.vip, port: cfg.port, intervalMs: 200, timeoutMs: 500, failures: 2 } } : {}),
+  },
+  start: false,
+});
+cluster.on('farm:state', (e) => out({ event: 'state', state: e.state, reason: e.reason }));
+cluster.on('farm:share', (e) => out({ event: 'share', buckets: e.buckets, view: e.view, at: Date.now() }));
+await cluster.start();
+out({ ready: true });
+for await (const line of createInterface({ input: process.stdin })) {
+  const m = JSON.parse(line) as { status?: boolean; service?: 'up' | 'down'; stop?: boolean };
+  if (m.status) out({ status: (await cluster.getStatus()).farms?.[0] });
+  if (m.service === 'down') { await close(); out({ service: 'down' }); }
+  if (m.service === 'up') { await listen(); out({ service: 'up' }); }
+  if (m.stop) { await cluster.stop(); out({ stopped: true }); process.exit(0); }
+}
