@@ -37,7 +37,7 @@ async function world(t: ExecutionContext, files: (dir: string) => void): Promise
   mkdirSync(sec);
   const t0 = Date.now();
   files(prim);
-  files(sec);
+  await run('cp', ['-a', `${prim}/.`, sec]);  // the secondary's copy: identical (times and modes too)
   t.log(`both copies built in ${Date.now() - t0} ms`);
   const rd = openReplicatedDir({ dir: prim, stateDir: join(base, 'state'), barrierIntervalMs: 100 });
   const w: World = { base, prim, sec, rd, rcv: startReceiver({ dir: sec, key: KEY }) };
