@@ -39,6 +39,13 @@ enum class Op : uint8_t {
                     // an entry of another type (or another symlink target) is replaced
   DirList = 20,     // path (a directory), data: the complete list of its entry names, each ended
                     // by '\0'; the secondary removes entries not listed (recursively)
+  // First synchronisation with block checksums (resync.cc) and verify (checksum.h):
+  DirListPart = 21, // path, data: part of the next DirList of the same path (names, each ended by
+                    // '\0'); a directory listing longer than one record is sent as DirListParts
+                    // followed by the DirList with the rest (all submitted back to back)
+  Sums = 22,        // path (must be "": the whole tree); the secondary answers, once everything
+                    // before it is applied, with reply messages (transport_wire.h, kMsgReply, id =
+                    // this record's seq) carrying its manifest (checksum.h); applying it changes nothing
 };
 
 struct Timespec {

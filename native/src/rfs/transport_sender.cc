@@ -273,6 +273,39 @@ bool Sender::WaitAcked(uint64_t seq) {
   return AckedLocked() >= seq;
 }
 
+bool Sender::WaitReply(uint64_t id, std::vector<uint8_t>& out, std::string& err, int idleTimeoutMs) {
+  std::unique_lock<std::mutex> lk(mu_);
+  size_t seen = 0;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(idleTimeoutMs);
+  while (true) {
+    auto it = replies_.find(id);
+    if (it != replies_.end() && it->second.done) {
+      Reply r = std::move(it->second);
+      replies_.erase(it);
+      if (r.status != 0) {
+        err = "the secondary could not answer: " + std::string(r.data.begin(), r.data.end());
+        return false;
+      }
+      out = std::move(r.data);
+      return true;
+    }
+    if (lost_) { err = "replication lost: " + lostReason_; replies_.erase(id); return false; }
+    size_t have = it == replies_.end() ? 0 : it->second.data.size();
+    if (have != seen) {
+      seen = have;
+      deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(idleTimeoutMs);
+    }
+    if (ackCv_.wait_until(lk, deadline) == std::cv_status::timeout) {
+      auto again = replies_.find(id);
+      if (again == replies_.end() || (!again->second.done && again->second.data.size() == seen)) {
+        err = "no answer from the secondary within " + std::to_string(idleTimeoutMs) + " ms";
+        replies_.erase(id);
+        return false;
+      }
+    }
+  }
+}
+
 bool Sender::WaitDurable(uint64_t seq) {
   if (opts_.mode == AckMode::Written) return WaitAcked(seq);
   std::lock_guard<std::mutex> lk(mu_);
@@ -405,6 +438,19 @@ void Sender::AckLoop() {
       if (t == wire::kMsgAck && n - i >= wire::kAckLen) {
         OnAck(wire::Get64(&buf[i + 1]), wire::Get64(&buf[i + 9]));
         i += wire::kAckLen;
+      } else if (t == wire::kMsgReply && n - i >= wire::kReplyHeader) {
+        uint64_t id = wire::Get64(&buf[i + 1]);
+        bool last = buf[i + 9] != 0;
+        uint32_t status = wire::Get32(&buf[i + 10]);
+        {
+          std::lock_guard<std::mutex> lk(mu_);
+          Reply& r = replies_[id];
+          r.data.insert(r.data.end(), buf.begin() + static_cast<std::ptrdiff_t>(i + wire::kReplyHeader), buf.begin() + static_cast<std::ptrdiff_t>(n));
+          r.done = last;
+          r.status = status;
+        }
+        ackCv_.notify_all();
+        i = n;
       } else if (t == wire::kMsgFailed && n - i >= 17) {
         uint64_t seq = wire::Get64(&buf[i + 1]);
         int err = static_cast<int>(wire::Get32(&buf[i + 9]));

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { HaError, isHaError, type LogEntry } from '@ha/interface';
-import { replicator } from '@ha/replicator';
+import { replicator, type DirReplicationStatus, type DirVerifyReport } from '@ha/replicator';
 import {
   controlRequest, createCluster, formatEntry, fromUserConfig, loadClusterDescription, loadUserConfig, mergeClusterInits, serveControl,
   type ClusterInit, type ClusterStatus, type MirrorStatus,
@@ -31,6 +31,8 @@ commands:
   start | stop | prim | second | swap | restart
             control the local daemon's module
   logs      show the module log (-n lines)
+  verify    compare the replicated directories with the secondary's copies by block checksums
+            (on the primary); exit code 3 when they differ
 
 options for run and check:
   --cluster FILE     cluster description (cluster.xml: nodes and their addresses)      [required]
@@ -84,6 +86,11 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
         const st = await controlRequest(socket, { cmd: 'state' }) as ClusterStatus;
         out(values.json ? JSON.stringify(st) : formatStatus(st));
         return 0;
+      }
+      case 'verify': {
+        const reports = await controlRequest(socket, { cmd: 'verify' } as unknown as Parameters<typeof controlRequest>[1], 6 * 3600_000) as DirVerifyReport[];
+        out(values.json ? JSON.stringify(reports) : formatVerify(reports));
+        return reports.some((r) => r.differences.length > 0) ? 3 : 0;
       }
       case 'logs': {
         const n = values.n === undefined ? 100 : Number(values.n);
@@ -238,6 +245,7 @@ export function formatStatus(st: ClusterStatus): string {
       `  data: ${m.uptodate ? 'up to date' : 'not known up to date'}, epoch ${m.epoch}${m.preferred ? `, preferred primary ${m.preferred}` : ''}${m.failover ? '' : ', failover off'}`,
       `  peer ${m.peer.name}: ${m.peer.heard ? `${m.peer.state ?? '?'}${m.peer.state === 'SECOND' ? (m.peer.ready ? ' (Ready)' : ' (Transient)') : ''}` : 'not heard'}`,
     ];
+    lines.push(...formatReplication((m as MirrorStatus & { replication?: DirReplicationStatus[] }).replication));
     if (m.vip) lines.push(`  vip ${m.vip.address} on ${m.vip.interface}: ${m.vip.held ? 'held by this node' : 'not held'}`);
     lines.push(`  application: ${m.app.running ? 'running' : 'stopped'}`);
     return lines.join('\n');
@@ -248,4 +256,33 @@ export function formatStatus(st: ClusterStatus): string {
     `  share (of ${f.bucketCount} buckets):`,
     ...f.shares.map((s) => `    ${s.node.padEnd(12)} ${String(s.state).padEnd(7)} ${s.alive ? '' : '(not heard) '}${s.buckets} buckets, ${s.pct}%`),
   ].join('\n'))).join('\n');
+}
+
+function mib(n: number): string { return `${(n / 1048576).toFixed(1)} MiB`; }
+
+/** `ha state` lines for the replicated directories (when the daemon reports them). @public */
+export function formatReplication(dirs: DirReplicationStatus[] | undefined): string[] {
+  if (!Array.isArray(dirs)) return [];
+  return dirs.map((d) => {
+    let line = `  replication ${d.dir}: ${d.role}${d.state ? ` ${d.state}` : ''}`;
+    const p = d.progress;
+    if (p) {
+      const pct = p.bytesTotal > 0 ? Math.floor((100 * p.bytesDone) / p.bytesTotal) : 0;
+      line += `, ${p.kind === 'full' ? 'first synchronisation' : 'reintegration'} ${pct}%: ${p.filesDone}/${p.filesTotal} entries, ${mib(p.bytesDone)}/${mib(p.bytesTotal)}, ${mib(p.rate)}/s, ETA ${p.etaS < 0 ? '?' : `${Math.round(p.etaS)} s`}`;
+    } else if (d.last) {
+      line += `, last ${d.last.kind === 'full' ? 'first synchronisation' : 'reintegration'} ${d.last.at}: ${d.last.entries} entries, ${mib(d.last.bytesSent)} sent in ${Math.round(d.last.ms)} ms`;
+    }
+    if (d.dirtyEntries) line += `, ${d.dirtyEntries} entries to copy`;
+    return line;
+  });
+}
+
+/** `ha verify` output: one line per difference, then a summary per directory. @public */
+export function formatVerify(reports: DirVerifyReport[]): string {
+  const lines: string[] = [];
+  for (const r of reports) {
+    for (const d of r.differences) lines.push(`${r.dir}/${d.path}: ${d.kind}: ${d.detail}`);
+    lines.push(`${r.dir}: ${r.differences.length === 0 ? 'identical' : `${r.differences.length} difference(s)`} (${r.entries} entries, ${mib(r.bytes)} compared in ${Math.round(r.ms)} ms)`);
+  }
+  return lines.join('\n');
 }

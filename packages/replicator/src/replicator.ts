@@ -15,7 +15,7 @@ import { EventEmitter } from 'eventemitter3';
 import { HaError, type DataContext, type DataReplication, type ReintegrationProgress } from '@ha/interface';
 import {
   connectSender, mountInterceptor, openDirtyTracker, openReplicatedDir, readOnlyBind, staleMountCleanup, startReceiver, undoReadOnlyBind,
-  type Interceptor, type ReplicatedDir, type RfsReceiver, type RfsSender,
+  type Interceptor, type ReplicatedDir, type ResyncResult, type RfsReceiver, type RfsSender, type VerifyDifference,
 } from '@ha/native';
 
 /** Configuration of {@link replicator}. @public */
@@ -47,6 +47,37 @@ export interface ReplicatorInit {
   zoneBytes?: number;
 }
 
+/** The comparison of one replicated directory with the secondary's copy ({@link ReplicatorApi.verify}). @public */
+export interface DirVerifyReport {
+  dir: string;
+  /** Every difference (empty: identical). `path` is relative to `dir`. */
+  differences: VerifyDifference[];
+  entries: number;
+  bytes: number;
+  ms: number;
+}
+
+/** Where replication of one directory stands ({@link ReplicatorApi.status}). @public */
+export interface DirReplicationStatus {
+  dir: string;
+  role: 'primary' | 'secondary' | 'stopped';
+  /** Primary: alone (no secondary), attached (reintegrating), synced. */
+  state?: 'alone' | 'attached' | 'synced';
+  /** A reintegration / first synchronisation in progress. */
+  progress?: ReintegrationProgress & { kind: 'full' | 'resync'; startedAt: string };
+  /** The last finished one. */
+  last?: ResyncResult & { kind: 'full' | 'resync'; at: string };
+  /** Entries the dirty tracker holds (what a reintegration would copy). */
+  dirtyEntries?: number;
+}
+
+/** What the replicator adds to the DataReplication contract (verify, status). @public */
+export interface ReplicatorApi {
+  /** Compares every replicated directory with the secondary's copy by block checksums (primary, with a secondary attached). */
+  verify(): Promise<DirVerifyReport[]>;
+  status(): DirReplicationStatus[];
+}
+
 /** A replicator configuration error. @public */
 export class ReplicatorConfigError extends HaError {
   constructor(field: string, message: string) { super('ERR_REPLICATOR_CONFIG', `replicator: ${field}: ${message}`, { details: { field } }); }
@@ -68,6 +99,8 @@ interface DirState {
   /** The FUSE connection id of the interceptor's mount (/sys/fs/fuse/connections/<id>). */
   fuseId?: number | undefined;
   roBound?: boolean;
+  progress?: (ReintegrationProgress & { kind: 'full' | 'resync'; startedAt: string }) | undefined;
+  last?: (ResyncResult & { kind: 'full' | 'resync'; at: string }) | undefined;
 }
 
 /** Marker: this node's copy of the directory was fully in sync with its peer at some point. */
@@ -77,7 +110,7 @@ const IN_SYNC = 'in-sync';
  * Creates the data plane of a mirror module; give it as `mirror.data` to `createCluster()`.
  * @public
  */
-export function replicator(init: ReplicatorInit): (ctx: DataContext) => DataReplication {
+export function replicator(init: ReplicatorInit): (ctx: DataContext) => DataReplication & ReplicatorApi {
   validate(init);
   return (ctx) => new Replicator(init, ctx);
 }
@@ -104,7 +137,14 @@ function validate(init: ReplicatorInit): void {
 
 interface DirtyReply { t: 'dirty'; i: number; part: number; parts: number; fresh: boolean; entries: unknown[] }
 
-class Replicator extends EventEmitter<{ lost: [Error] }> implements DataReplication {
+/** Not attached to a secondary: nothing to compare with. @public */
+export class VerifyUnavailableError extends HaError {
+  constructor(message: string) { super('ERR_VERIFY_UNAVAILABLE', message); }
+}
+
+function mib(n: number): string { return `${(n / 1048576).toFixed(1)} MiB`; }
+
+class Replicator extends EventEmitter<{ lost: [Error] }> implements DataReplication, ReplicatorApi {
   readonly #dirs: DirState[];
   readonly #port: number;
   readonly #mode: 'received' | 'written';
@@ -229,21 +269,63 @@ class Replicator extends EventEmitter<{ lost: [Error] }> implements DataReplicat
       d.repl.attachSender(sender, { holdUntilResync: true });
       const peerDirty = await this.#askDirty(peer, d.index, signal);
       const full = peerDirty.fresh || !existsSync(join(d.trackerDir, IN_SYNC));
-      const onProgress = (p: ReintegrationProgress) => { totals[d.index] = p; report(); };
+      const kind = full ? 'full' as const : 'resync' as const;
+      const startedAt = new Date().toISOString();
+      let lastLog = Date.now();
+      const onProgress = (p: ReintegrationProgress) => {
+        totals[d.index] = p;
+        d.progress = { ...p, kind, startedAt };
+        report();
+        if (Date.now() - lastLog >= 5000) {
+          lastLog = Date.now();
+          this.#log.info('rfs:progress', `${d.dir}: ${kind === 'full' ? 'first synchronisation' : 'reintegration'} of ${peer}: ${p.filesDone}/${p.filesTotal} entries, ${mib(p.bytesDone)}/${mib(p.bytesTotal)}, ${mib(p.rate)}/s, about ${p.etaS < 0 ? '?' : Math.round(p.etaS)} s left`, { ...p });
+        }
+      };
       d.repl.on('progress', onProgress);
+      let r: ResyncResult;
       try {
         if (full) {
-          this.#log.info('rfs:resync', `${d.dir}: full synchronisation of ${peer} (${peerDirty.fresh ? 'its copy was never in sync' : 'no record of a previous synchronisation here'})`);
-          await d.repl.fullSync({ signal });
+          this.#log.info('rfs:resync', `${d.dir}: full synchronisation of ${peer} (${peerDirty.fresh ? 'its copy was never in sync' : 'no record of a previous synchronisation here'}): its block checksums first, then only what differs`);
+          r = await d.repl.fullSync({ signal });
         } else {
           this.#log.info('rfs:resync', `${d.dir}: reintegrating ${peer}: what changed here while it was away, and ${peerDirty.entries.length} entries it may have changed itself`);
-          await d.repl.resync(peerDirty.entries as never, { signal });
+          r = await d.repl.resync(peerDirty.entries as never, { signal });
         }
       } finally {
         d.repl.off('progress', onProgress);
+        d.progress = undefined;
       }
+      d.last = { ...r, kind, at: new Date().toISOString() };
+      this.#log.info('rfs:synced', `${d.dir}: ${peer} in sync after ${Math.round(r.ms)} ms: ${r.entries} entries, ${mib(r.bytesSent)} sent${full ? `, ${mib(r.bytesMatched ?? 0)} already there (${r.filesIdentical ?? 0} identical files)${r.sumsError ? `; no checksums from the peer (${r.sumsError}): copied whole` : ''}` : ''}`, { ...r });
       writeFileSync(join(d.trackerDir, IN_SYNC), new Date().toISOString() + '\n');
     }
+  }
+
+  async verify(): Promise<DirVerifyReport[]> {
+    const out: DirVerifyReport[] = [];
+    for (const d of this.#dirs) {
+      if (!d.repl || !d.sender) throw new VerifyUnavailableError(`${d.dir}: verify runs on the primary while a secondary is attached (this node is not replicating to one)`);
+      const r = await d.repl.verify();
+      out.push({ dir: d.dir, differences: r.differences, entries: r.entries, bytes: r.bytes, ms: r.ms });
+      this.#log[r.differences.length ? 'warn' : 'info']('rfs:verify', `${d.dir}: ${r.differences.length ? `${r.differences.length} difference(s) with the secondary's copy` : "identical to the secondary's copy"} (${r.entries} entries, ${mib(r.bytes)}, ${Math.round(r.ms)} ms)`, { differences: r.differences.length });
+    }
+    return out;
+  }
+
+  status(): DirReplicationStatus[] {
+    return this.#dirs.map((d) => {
+      const st: DirReplicationStatus = { dir: d.dir, role: d.repl ? 'primary' : d.receiver ? 'secondary' : 'stopped' };
+      if (d.repl) {
+        try {
+          const s = d.repl.stats();
+          st.state = s.state;
+          st.dirtyEntries = s.tracker.entries;
+        } catch { /* closed meanwhile */ }
+      }
+      if (d.progress) st.progress = d.progress;
+      if (d.last) st.last = d.last;
+      return st;
+    });
   }
 
   async detachSecondary(): Promise<void> {
