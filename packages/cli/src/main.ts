@@ -88,7 +88,7 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
         return 0;
       }
       case 'verify': {
-        const reports = await controlRequest(socket, { cmd: 'verify' } as unknown as Parameters<typeof controlRequest>[1], 6 * 3600_000) as DirVerifyReport[];
+        const reports = await controlRequest(socket, { cmd: 'verify' }, 6 * 3600_000) as DirVerifyReport[];
         out(values.json ? JSON.stringify(reports) : formatVerify(reports));
         return reports.some((r) => r.differences.length > 0) ? 3 : 0;
       }

@@ -363,6 +363,13 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     return this.#mirror.command(cmd);
   }
 
+  /** `ha verify`: compares the mirror module's replicated directories with the secondary's copies. */
+  verify(): Promise<unknown[]> {
+    this.#guard.assertStarted('verify');
+    if (!this.#mirror) return Promise.reject(new ClusterConfigError('module', 'no mirror module: nothing is replicated'));
+    return this.#mirror.verify();
+  }
+
   async getStatus(): Promise<ClusterStatus> {
     const modules = this.#mirror ? [await this.#mirror.status()] : [];
     return { node: this.node, modules, farms: this.farms.map((f) => f.status()), members: this.membership.members(), stats: this.membership.stats() };

@@ -9,7 +9,7 @@ import { dirname } from 'node:path';
 import { HaError, isHaError } from '@ha/interface';
 import type { Cluster } from './cluster.js';
 
-export const CONTROL_COMMANDS = ['state', 'start', 'stop', 'prim', 'second', 'swap', 'restart', 'logs'] as const;
+export const CONTROL_COMMANDS = ['state', 'start', 'stop', 'prim', 'second', 'swap', 'restart', 'logs', 'verify'] as const;
 /** @public */
 export type ControlCommand = (typeof CONTROL_COMMANDS)[number];
 
@@ -68,6 +68,7 @@ async function handle(cluster: Cluster, line: string): Promise<ControlResponse> 
   }
   try {
     if (req.cmd === 'state') return { ok: true, result: await cluster.getStatus() };
+    if (req.cmd === 'verify') return { ok: true, result: await cluster.verify() };
     if (req.cmd === 'logs') return { ok: true, result: cluster.logs(typeof req.lines === 'number' ? req.lines : 100) };
     await cluster.command(req.cmd, typeof req.module === 'string' ? req.module : undefined);
     return { ok: true, result: await cluster.getStatus() };

@@ -35,6 +35,10 @@ export interface DataReplication {
   secondaryInSync?(): Promise<void>;
   /** `lost`: replication to the secondary failed (link, ack timeout, its disk): the primary goes ALONE. */
   on(event: 'lost', listener: (err: Error) => void): unknown;
+  /** Compares the replicated directories with the secondary's copies (primary only): one report per directory. */
+  verify?(): Promise<unknown[]>;
+  /** Replication state per directory, for `ha state` (role, state, progress, last sync). */
+  status?(): unknown[];
 }
 
 /** Something that can be told what to undo if this process dies (the VIP package's lifeline). @public */

@@ -69,6 +69,8 @@ export interface MirrorStatus {
   peer: { name: string; heard: boolean; state?: MirrorState | undefined; ready?: boolean | undefined; epoch?: number | undefined };
   /** Checked resources (when checkers are configured). */
   resources?: Array<ResourceStatus & { action: string; when: string; running: boolean }> | undefined;
+  /** Replication per directory (when a data plane is configured): see `@ha/replicator`'s `status()`. */
+  replication?: unknown[] | undefined;
 }
 
 /** A command was refused in the current state. @public */
@@ -274,7 +276,18 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
         epoch: this.#peer?.e,
       },
       resources: this.parts.checks?.status(),
+      replication: this.parts.data?.status?.(),
     };
+  }
+
+  /**
+   * Compares the replicated directories with the secondary's copies by block checksums (on the
+   * primary, while the secondary is attached). Throws {@link CommandRefusedError} otherwise.
+   */
+  async verify(): Promise<unknown[]> {
+    if (!this.parts.data?.verify) throw new CommandRefusedError('verify', 'this module replicates no directories');
+    if (this.#state !== 'PRIM') throw new CommandRefusedError('verify', `this node is ${this.#state}: run verify on the primary (PRIM) while its secondary is attached`);
+    return this.parts.data.verify();
   }
 
   /** Runs an operator command (start, stop, prim, second, swap, restart). */
