@@ -27,3 +27,5 @@
  */
 export { replicator, ReplicatorConfigError, ReintegrationError } from './replicator.js';
 export type { ReplicatorInit } from './replicator.js';
+export { keepAside } from './keep-aside.js';
+export type { DivergedFile, DivergedReport, KeepAsideInit } from './keep-aside.js';

@@ -187,6 +187,10 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
       this.emit('replica:lost', { module: this.opts.name, peer: this.opts.peer, reason: err.message });
       this.kick();
     });
+    // Optional data-plane event: this node's own divergent changes were kept aside before a resync.
+    (this.parts.data as { on?(ev: 'diverged', f: (e: { dir: string; keptIn: string; files: Array<{ path: string }> }) => void): unknown } | undefined)?.on?.('diverged', (e) => {
+      this.emit('replica:diverged', { module: this.opts.name, dir: e.dir, files: e.files.map((f) => f.path), keptIn: e.keptIn });
+    });
     this.#attachCheckers();
     this.#tick = setInterval(() => { if (this.#state === 'WAIT' || this.#state === 'SECOND') this.kick(); }, this.opts.tickMs);
     this.#tick.unref();
