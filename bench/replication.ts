@@ -3,15 +3,19 @@
  * baseline measured in the same run.
  *
  * Set-up on this machine: the primary's replicated directory on the local disk, intercepted by the
- * FUSE interceptor, its changes streamed (authenticated, encrypted, acknowledged after being
- * written) to a receiver whose copy lives on a tmpfs (separate storage), over loopback.
+ * FUSE interceptor, its changes streamed (authenticated, encrypted, acknowledged once received:
+ * the default ack mode) to a receiver whose copy lives on a tmpfs (separate storage), over
+ * loopback; the receiver runs in this process, on the same two cores.
  *  - seq_raw_MBps / seq_repl_MBps / seq_ratio: 1 MiB sequential writes with a final fsync
- *    (dd conv=fsync), into a plain directory and into the replicated one;
- *  - fsync4k_*: 4 KiB write + fdatasync latency (p50/p99), plain vs replicated;
+ *    (dd conv=fsync), into a plain directory and into the replicated one (durability 'write', the
+ *    default: every write() waits for the secondary); *_fsyncmode: the same with durability
+ *    'fsync' (kernel writeback cache; the secondary has the data at fsync/O_SYNC/close points);
+ *  - fsync4k_*: 4 KiB write + fdatasync latency (p50/p99), plain vs replicated (both modes);
  *  - resync_1pct_s: the secondary away while 1% of N small files and 4 MiB inside each of four big
  *    files changed; time for the returning secondary to be in sync again; resync_rsync_s: `rsync
  *    -a --inplace` of the same change between the same two directories;
- *  - lost_acked_writes: records whose fdatasync returned on the primary but missing on the copy.
+ *  - lost_acked_writes(_fsyncmode): records whose fdatasync returned on the primary but missing on
+ *    the copy after the receiver closed (draining what it acknowledged, as on a takeover).
  * Last line: one JSON object.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -60,51 +64,61 @@ fs.closeSync(fd);process.stdout.write(JSON.stringify(out));`;
   return JSON.parse(r) as number[];
 }
 
-async function replicated(primaryDir: string, copyDir: string) {
-  const receiver = startReceiver({ dir: copyDir, bind: '127.0.0.1', port: 0, key: KEY, mode: 'written' });
+async function replicated(primaryDir: string, copyDir: string, writeback = false) {
+  const receiver = startReceiver({ dir: copyDir, bind: '127.0.0.1', port: 0, key: KEY, mode: 'received' });
   const repl = openReplicatedDir({ dir: primaryDir, stateDir: join(root, `state-${Math.random().toString(36).slice(2)}`) });
-  const sender = await connectSender({ host: '127.0.0.1', port: receiver.port, key: KEY, mode: 'written' });
+  const sender = await connectSender({ host: '127.0.0.1', port: receiver.port, key: KEY, mode: 'received' });
   repl.attachSender(sender);
-  const fuse = mountInterceptor({ dir: primaryDir, sink: repl.sinkHandle });
+  const fuse = mountInterceptor({ dir: primaryDir, sink: repl.sinkHandle, writeback });
   return {
     receiver, repl, sender, fuse,
-    async close() { await fuse.unmount({ lazy: true, timeoutMs: 5000 }).catch(() => {}); repl.detachSender(); sender.close(); repl.close(); receiver.close(); },
+    async close() { await fuse.unmount({ lazy: true, timeoutMs: 5000 }).catch(() => {}); repl.detachSender(); sender.close(); repl.close(); receiver.close({ drain: true }); },
   };
 }
 
-const res: Record<string, number | boolean> = { quick };
+const res: Record<string, number | boolean | string> = { quick, ack_mode: 'received' };
 try {
-  // --- sequential and fsync: plain vs replicated ---
+  // --- sequential and fsync: plain vs replicated, in both durability modes ---
+  // 'write' (default): every write() waits for the secondary; 'fsync': kernel writeback cache,
+  // the secondary has the data at fsync/O_SYNC/close points.
   const plain = join(root, 'plain'); mkdirSync(plain);
-  const prim = join(root, 'prim'); mkdirSync(prim);
-  const copy = join(tmpfs, 'copy'); mkdirSync(copy);
-  const seqRaw: number[] = []; const seqRepl: number[] = [];
-  const r = await replicated(prim, copy);
-  cleanup.unshift(() => r.close());
-  for (let i = 0; i < (quick ? 2 : 3); i++) {
-    seqRaw.push(ddMBps(join(plain, `seq${i}`), SEQ_MIB));
-    seqRepl.push(ddMBps(join(prim, `seq${i}`), SEQ_MIB));
-    log(`seq round ${i + 1}: raw ${seqRaw.at(-1)!.toFixed(0)} MB/s, replicated ${seqRepl.at(-1)!.toFixed(0)} MB/s`);
-  }
-  const raw4k = fsync4k(plain, FSYNC_N);
-  const repl4k = fsync4k(prim, FSYNC_N);
-  Object.assign(res, {
-    seq_raw_MBps: Math.round(pct(seqRaw, 50)), seq_repl_MBps: Math.round(pct(seqRepl, 50)),
-    seq_ratio: Math.round((pct(seqRepl, 50) / pct(seqRaw, 50)) * 100) / 100,
-    fsync4k_raw_p50_us: Math.round(pct(raw4k, 50)), fsync4k_repl_p50_us: Math.round(pct(repl4k, 50)),
-    fsync4k_raw_p99_us: Math.round(pct(raw4k, 99)), fsync4k_repl_p99_us: Math.round(pct(repl4k, 99)),
-  });
-  log(`fsync 4k p50: raw ${res.fsync4k_raw_p50_us} us, replicated ${res.fsync4k_repl_p50_us} us`);
+  const seqRaw: number[] = [];
+  const raw4k: number[] = [];
+  for (const durability of ['write', 'fsync'] as const) {
+    const prim = join(root, `prim-${durability}`); mkdirSync(prim);
+    const copy = join(tmpfs, `copy-${durability}`); mkdirSync(copy);
+    const seqRepl: number[] = [];
+    const r = await replicated(prim, copy, durability === 'fsync');
+    cleanup.unshift(() => r.close());
+    for (let i = 0; i < (quick ? 2 : 3); i++) {
+      seqRaw.push(ddMBps(join(plain, `seq${i}`), SEQ_MIB));
+      seqRepl.push(ddMBps(join(prim, `seq${i}`), SEQ_MIB));
+      log(`seq round ${i + 1} (durability ${durability}): raw ${seqRaw.at(-1)!.toFixed(0)} MB/s, replicated ${seqRepl.at(-1)!.toFixed(0)} MB/s`);
+    }
+    raw4k.push(...fsync4k(plain, FSYNC_N));
+    const repl4k = fsync4k(prim, FSYNC_N);
+    const sfx = durability === 'write' ? '' : '_fsyncmode';
+    res[`seq_repl${sfx}_MBps`] = Math.round(pct(seqRepl, 50));
+    res[`fsync4k_repl${sfx}_p50_us`] = Math.round(pct(repl4k, 50));
+    res[`fsync4k_repl${sfx}_p99_us`] = Math.round(pct(repl4k, 99));
+    log(`fsync 4k p50 (durability ${durability}): replicated ${res[`fsync4k_repl${sfx}_p50_us`]} us`);
 
-  // --- lost acknowledged writes: records acknowledged on the primary all present on the copy ---
-  const recFd = openSync(join(prim, 'records.log'), 'w');
-  const N = quick ? 2000 : 10000;
-  for (let i = 1; i <= N; i++) { writeSync(recFd, `record ${i}\n`); fdatasyncSync(recFd); }
-  closeSync(recFd);
-  const copied = readFileSync(join(copy, 'records.log'), 'utf8').split('\n').filter(Boolean).length;
-  res.lost_acked_writes = N - copied;
-  await r.close();
-  cleanup.shift();
+    // --- lost acknowledged writes: every record whose fdatasync returned is on the copy ---
+    const recFd = openSync(join(prim, 'records.log'), 'w');
+    const N = quick ? 2000 : 10000;
+    for (let i = 1; i <= N; i++) { writeSync(recFd, `record ${i}\n`); fdatasyncSync(recFd); }
+    closeSync(recFd);
+    await r.close(); // the receiver drains what it acknowledged, as a secondary taking over does
+    cleanup.shift();
+    const copied = readFileSync(join(copy, 'records.log'), 'utf8').split('\n').filter(Boolean).length;
+    res[`lost_acked_writes${sfx}`] = Math.max(0, N - copied);
+  }
+  res.seq_raw_MBps = Math.round(pct(seqRaw, 50));
+  res.seq_ratio = Math.round(((res.seq_repl_MBps as number) / (res.seq_raw_MBps as number)) * 100) / 100;
+  res.seq_ratio_fsyncmode = Math.round(((res.seq_repl_fsyncmode_MBps as number) / (res.seq_raw_MBps as number)) * 100) / 100;
+  res.fsync4k_raw_p50_us = Math.round(pct(raw4k, 50));
+  res.fsync4k_raw_p99_us = Math.round(pct(raw4k, 99));
+  log(`fsync 4k p50: raw ${res.fsync4k_raw_p50_us} us`);
 
   // --- resynchronisation after 1% change vs rsync ---
   const src = join(root, 'resync-src'); const dst = join(tmpfs, 'resync-dst'); const rs = join(tmpfs, 'rsync-dst');
@@ -134,20 +148,22 @@ try {
   execFileSync('rsync', ['-a', '--inplace', `${src}/`, `${rs}/`]);
   res.resync_rsync_s = Math.round(Number(process.hrtime.bigint() - t1) / 1e6) / 1000;
   // The secondary returns: new receiver and sender, resync of what changed.
-  const receiver2 = startReceiver({ dir: dst, bind: '127.0.0.1', port: 0, key: KEY, mode: 'written' });
-  const sender2 = await connectSender({ host: '127.0.0.1', port: receiver2.port, key: KEY, mode: 'written' });
+  const receiver2 = startReceiver({ dir: dst, bind: '127.0.0.1', port: 0, key: KEY, mode: 'received' });
+  const sender2 = await connectSender({ host: '127.0.0.1', port: receiver2.port, key: KEY, mode: 'received' });
   const t2 = process.hrtime.bigint();
   r2.repl.attachSender(sender2);
   await r2.repl.resync([]);
   res.resync_1pct_s = Math.round(Number(process.hrtime.bigint() - t2) / 1e6) / 1000;
   const hash = (f: string) => createHash('sha256').update(readFileSync(f)).digest('hex');
   res.resync_identical = hash(join(src, 'big0')) === hash(join(dst, 'big0')) && readFileSync(join(src, 'd0', 'f0'), 'utf8') === readFileSync(join(dst, 'd0', 'f0'), 'utf8');
-  r2.repl.detachSender(); sender2.close(); receiver2.close();
+  r2.repl.detachSender(); sender2.close(); receiver2.close({ drain: true });
   Object.assign(res, {
     goal_seq_ratio_ge_0_7: (res.seq_ratio as number) >= 0.7,
+    goal_seq_ratio_fsyncmode_ge_0_7: (res.seq_ratio_fsyncmode as number) >= 0.7,
     goal_fsync4k_le_raw_plus_150: (res.fsync4k_repl_p50_us as number) <= (res.fsync4k_raw_p50_us as number) + 150,
+    goal_fsync4k_fsyncmode_le_raw_plus_150: (res.fsync4k_repl_fsyncmode_p50_us as number) <= (res.fsync4k_raw_p50_us as number) + 150,
     goal_resync_le_rsync_div_5: (res.resync_1pct_s as number) <= (res.resync_rsync_s as number) / 5,
-    goal_lost_acked_0: res.lost_acked_writes === 0,
+    goal_lost_acked_0: res.lost_acked_writes === 0 && res.lost_acked_writes_fsyncmode === 0,
   });
 } finally {
   for (const c of cleanup) await c();

@@ -8,7 +8,9 @@ if [ "$(id -u)" -ne 0 ]; then echo "install-deps: run as root (apt-get, network 
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   iproute2 iputils-ping iputils-arping nftables fuse3 libfuse3-dev stress-ng procps ca-certificates \
-  cmake g++ make python3 pkg-config libssl-dev rsync >/dev/null
+  cmake g++ make python3 pkg-config libssl-dev rsync \
+  haproxy wrk >/dev/null
+# haproxy and wrk: bench:farm compares the farm with HAProxy under the same wrk load.
 # `npm install`, not `npm ci`: the registry this machine reaches serves no metadata for other
 # platforms' optional packages (rollup's, esbuild's), so the lock file cannot list them and
 # `npm ci` would refuse it. `npm install` installs exactly the locked versions for this platform.

@@ -8,7 +8,7 @@ import test from 'ava';
 import type { ExecutionContext } from 'ava';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync, writeSync, promises as fsp } from 'node:fs';
+import { closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, rmdirSync, symlinkSync, writeFileSync, writeSync, promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -279,4 +279,36 @@ lserial('[lab] fullSync skips holes: a tree with a sparse 1 GiB file copies quic
   t.is(await h(join(w.sec, 'sparse')), await h(join(w.prim, 'sparse')));
   const small = (d: string): string[] => tree(d, (r) => r !== 'sparse');
   t.deepEqual(small(w.sec), small(w.prim));
+});
+
+lserial('[lab] metadata changes are marked before they are applied; a change that fails locally ends at once (no stale in-flight mark)', async (t) => {
+  const w = await world(t, (p) => {
+    // Made before the mount: not marked.
+    mkdirSync(join(p, 'full'));
+    writeFileSync(join(p, 'full', 'x'), 'x\n');
+    mkdirSync(join(p, 'src-dir'));
+    mkdirSync(join(p, 'ne'));
+    writeFileSync(join(p, 'ne', 'inner'), 'i\n');
+  });
+  // ALONE: every mark stays in the tracker.
+  const marked = (path: string) => w.rd.snapshot().some((e) => e.path === path);
+  // Changes that FAIL locally (rename onto a non-empty directory, rmdir of one): no Submit
+  // follows, so any mark of these paths was made before the local apply (BeforeMeta).
+  t.deepEqual(w.rd.snapshot(), [], 'nothing marked yet');
+  t.throws(() => renameSync(join(w.prim, 'src-dir'), join(w.prim, 'full')), { code: 'ENOTEMPTY' });
+  t.true(marked('src-dir'), 'rename source marked before the (failed) local rename');
+  t.true(marked('full'), 'rename target marked before the (failed) local rename');
+  t.throws(() => rmdirSync(join(w.prim, 'ne')), { code: 'ENOTEMPTY' });
+  t.true(w.rd.snapshot().some((e) => e.path === 'ne' && e.meta), 'rmdir path marked (meta) before the (failed) local rmdir');
+
+  // In sync: the failed changes ended at once (EndChange), so barriers clear everything promptly
+  // (a change left in flight would hold the barrier back for 30 s).
+  await connect(w);
+  await w.rd.fullSync();
+  t.throws(() => renameSync(join(w.prim, 'src-dir'), join(w.prim, 'full')), { code: 'ENOTEMPTY' });
+  t.throws(() => rmdirSync(join(w.prim, 'full')), { code: 'ENOTEMPTY' });
+  writeFileSync(join(w.prim, 'after'), 'a\n');
+  await until(() => w.rd.stats().tracker.entries === 0, 5000, 'tracker emptied by barriers after failed changes');
+  t.is(w.rd.stats().staleInFlight, 0);
+  t.deepEqual(tree(w.sec), tree(w.prim));
 });

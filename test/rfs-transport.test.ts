@@ -431,8 +431,11 @@ ntest('ack timeout and queue overflow make replication lost', async (t) => {
   t.false(await snd.waitAcked(s));
   t.is(snd.stats().lostCode, 'ERR_RFS_ACK_TIMEOUT');
 
-  const snd2 = await connectSender({ host: '127.0.0.1', port: (await spawnReceiver(t, tmp(t, 'sec2'))).port, key: KEY, maxQueueBytes: 1 << 20 });
+  const r2 = await spawnReceiver(t, tmp(t, 'sec2'));
+  const snd2 = await connectSender({ host: '127.0.0.1', port: r2.port, key: KEY, maxQueueBytes: 1 << 20 });
   t.teardown(() => snd2.close());
+  await stopProcess(r2.child); // no acks: what is submitted stays unacknowledged
+  t.teardown(() => { r2.child.kill('SIGKILL'); });
   const lost: string[] = [];
   snd2.on('lost', (e) => lost.push(e.code));
   // Three 600 KiB writes submitted back to back: the queue bound (1 MiB unacknowledged) is passed.

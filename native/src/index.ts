@@ -23,3 +23,4 @@ export * from './rfs-fuse.js';
 export * from './rfs-transport.js';
 export * from './rfs-dirty.js';
 export * from './rfs-repl.js';
+export * from './rfs-verify.js';

@@ -49,6 +49,8 @@ export interface InterceptorEvents {
   replication: [replicated: boolean];
   /** A stale mount of ours (left by a dead process) was detached before mounting. */
   stale: [message: string];
+  /** An operation was refused because it could not be replicated (code ERR_RFS_PATH_TOO_LONG: a path below the directory reaching PATH_MAX; the application got ENAMETOOLONG). */
+  refused: [error: RfsError];
   /** The FUSE session ended without {@link Interceptor.unmount} (someone unmounted it). */
   closed: [error: RfsSessionEndedError];
   error: [error: HaError];
@@ -262,6 +264,7 @@ export class Interceptor extends EventEmitter<InterceptorEvents> {
     switch (e.kind) {
       case 'replication': this.emit('replication', e.message === 'restored'); break;
       case 'stale': this.emit('stale', e.message); break;
+      case 'refused': this.emit('refused', new RfsError(e.code || 'ERR_RFS_REFUSED', e.message)); break;
       case 'closed': this.emit('closed', new RfsSessionEndedError(e.code || 'ERR_RFS_SESSION_ENDED', e.message)); break;
       default: if (this.listenerCount('error') > 0) this.emit('error', new RfsError(e.code || 'ERR_RFS', e.message));
     }

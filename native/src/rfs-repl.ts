@@ -29,6 +29,8 @@ import { HaError } from '@ha/interface';
 import { binding } from './native.js';
 import type { RfsSinkHandle } from './rfs-fuse.js';
 import type { RfsSender } from './rfs-transport.js';
+import type { VerifyReport } from './rfs-verify.js';
+import { VerifyError } from './rfs-verify.js';
 
 /** Options of {@link openReplicatedDir}. @public */
 export interface ReplicatedDirInit {
@@ -65,6 +67,16 @@ export interface ResyncResult {
   /** Live changes left to the resync because their path was still to be copied. */
   deferred: number;
   ms: number;
+  /** Full sync with checksums: data bytes the secondary already had (not sent). */
+  bytesMatched?: number;
+  /** Full sync with checksums: regular files found identical (nothing sent for them). */
+  filesIdentical?: number;
+  /** Full sync with checksums: 64 KiB blocks that are holes here, punched on the secondary. */
+  holesPunched?: number;
+  /** Full sync with checksums: time to get the secondary's checksums, ms. */
+  sumsMs?: number;
+  /** Set when the secondary's checksums could not be had: a plain full copy was made instead. */
+  sumsError?: string;
 }
 
 /** Options of {@link ReplicatedDir.resync} / {@link ReplicatedDir.fullSync}. @public */
@@ -75,6 +87,11 @@ export interface ResyncOptions {
   windowBytes?: number;
   /** Bandwidth cap for the copied data, bytes/s (default unlimited). */
   maxBytesPerSec?: number;
+  /**
+   * fullSync only: first get the secondary's block checksums (SHA-256 per 64 KiB block) and send
+   * only the entries and blocks that differ (default true). false: copy everything.
+   */
+  checksums?: boolean;
 }
 
 /** Figures of a {@link ReplicatedDir}. @public */
@@ -120,14 +137,15 @@ interface Handle { readonly [replBrand]: 'RfsReplHandle' }
 export interface RfsReplBinding {
   rfsReplOpen(o: { dir: string; stateDir: string; zoneBytes: number; barrierIntervalMs: number; onEvent: (type: string, e: NativeEvent) => void }): Handle;
   rfsReplSink(h: Handle): RfsSinkHandle;
-  rfsReplAttach(h: Handle, sender: RfsSinkHandle): void;
+  rfsReplAttach(h: Handle, sender: RfsSinkHandle, holdUntilResync?: boolean): void;
   rfsReplDetach(h: Handle): void;
-  rfsReplResync(h: Handle, o: { full: boolean; extra: DirtyEntryJson[]; windowBytes: number; maxBytesPerSec: number; progressIntervalMs: number }): void;
+  rfsReplResync(h: Handle, o: { full: boolean; extra: DirtyEntryJson[]; windowBytes: number; maxBytesPerSec: number; progressIntervalMs: number; sums: boolean }): void;
   rfsReplAbort(h: Handle): void;
   rfsReplIdle(h: Handle): void;
   rfsReplSnapshot(h: Handle): DirtyEntryJson[];
   rfsReplStats(h: Handle): ReplicatedDirStats;
   rfsReplClose(h: Handle): void;
+  rfsReplVerify(h: Handle, timeoutMs: number): Promise<VerifyReport>;
 }
 
 function fail(msg: string): never { throw new InvalidRfsReplArgumentError(msg); }
@@ -213,13 +231,18 @@ export class ReplicatedDir extends EventEmitter<ReplicatedDirEvents> {
     return this.#sink;
   }
 
-  /** Forwards changes to this connected sender from now on (PRIM). Then run {@link ReplicatedDir.resync} or {@link ReplicatedDir.fullSync}. */
-  attachSender(sender: RfsSender): void {
+  /**
+   * Forwards changes to this connected sender from now on (PRIM). Then run {@link ReplicatedDir.resync} or {@link ReplicatedDir.fullSync}.
+   * With `holdUntilResync`, until a resync or full sync has succeeded, live changes are forwarded only
+   * while one runs (they are tracked in any case, and the resync copies them): use it when the
+   * secondary's copy may lack files the application is writing (its apply would fail with ENOENT).
+   */
+  attachSender(sender: RfsSender, opts: { holdUntilResync?: boolean } = {}): void {
     this.#open('attachSender');
     if (!sender || typeof sender !== 'object' || !('sinkHandle' in sender)) fail('attachSender: sender must be an RfsSender (connectSender)');
     let h: RfsSinkHandle;
     try { h = sender.sinkHandle; } catch (err) { throw wrap(err, 'attachSender'); }
-    try { this.#b.rfsReplAttach(this.#h, h); } catch (err) { throw wrap(err, 'attachSender'); }
+    try { this.#b.rfsReplAttach(this.#h, h, opts.holdUntilResync === true); } catch (err) { throw wrap(err, 'attachSender'); }
   }
 
   /** Planned detach: the directory goes ALONE (unacknowledged changes are marked dirty). The sender stays open (close it yourself). */
@@ -249,6 +272,8 @@ export class ReplicatedDir extends EventEmitter<ReplicatedDirEvents> {
     const windowBytes = intIn(opts.windowBytes, `${where}: windowBytes`, 1 << 20, 2 ** 40, 16 << 20);
     const maxBytesPerSec = intIn(opts.maxBytesPerSec, `${where}: maxBytesPerSec`, 0, 2 ** 50, 0);
     const signal = opts.signal;
+    if (opts.checksums !== undefined && typeof opts.checksums !== 'boolean') fail(`${where}: checksums must be a boolean`);
+    const sums = opts.checksums ?? true;
     if (signal !== undefined && !(signal instanceof AbortSignal)) fail(`${where}: signal must be an AbortSignal`);
     if (this.#pending) return Promise.reject(new RfsReplError('ERR_RFS_REPL_BUSY', `${where}: a resynchronisation of ${this.dir} is already running`));
     if (signal?.aborted) return Promise.reject(new RfsReplError('ERR_RFS_REPL_ABORTED', `${where}: aborted before it started`));
@@ -257,13 +282,33 @@ export class ReplicatedDir extends EventEmitter<ReplicatedDirEvents> {
       signal?.addEventListener('abort', onAbort, { once: true });
       this.#pending = { resolve, reject, cleanup: () => signal?.removeEventListener('abort', onAbort) };
       try {
-        this.#b.rfsReplResync(this.#h, { full, extra, windowBytes, maxBytesPerSec, progressIntervalMs: 200 });
+        this.#b.rfsReplResync(this.#h, { full, extra, windowBytes, maxBytesPerSec, progressIntervalMs: 200, sums });
       } catch (err) {
         this.#pending.cleanup();
         this.#pending = undefined;
         reject(wrap(err, where));
       }
     });
+  }
+
+  /**
+   * Compares this copy with the attached secondary's by block checksums (SHA-256 per 64 KiB
+   * block) and lists every difference (missing, extra, type, size, content, mode, owner,
+   * symlink, rdev; mtimes are not compared). The secondary's checksums are taken once every
+   * change sent before the call is applied; writes made during the comparison can show as
+   * differences (compare a quiet directory, or verify again). Rejects with a {@link VerifyError}
+   * (code ERR_RFS_REPL_ALONE: no secondary attached; ERR_RFS_REPL_BUSY: a resync runs;
+   * ERR_RFS_REPL_LOST; ERR_RFS_REPL_VERIFY: no answer within `timeoutMs`, default 120000).
+   */
+  async verify(opts: { timeoutMs?: number } = {}): Promise<VerifyReport> {
+    this.#open('verify');
+    const timeoutMs = intIn(opts.timeoutMs, 'verify: timeoutMs', 100, 2 ** 31 - 1, 120_000);
+    try {
+      return await this.#b.rfsReplVerify(this.#h, timeoutMs);
+    } catch (err) {
+      const e = err as { code?: string; message?: string };
+      throw new VerifyError(e.code ?? 'ERR_RFS_REPL_VERIFY', `verify ${this.dir}: ${e.message ?? String(err)}`, err);
+    }
   }
 
   /** The dirty entries (sorted by path): what a resync would copy; what to send the peer as its `extra` when this node returns. */

@@ -54,6 +54,8 @@ const char* OpName(Op op) {
     case Op::Barrier: return "barrier";
     case Op::SyncEntry: return "sync-entry";
     case Op::DirList: return "dir-list";
+    case Op::DirListPart: return "dir-list-part";
+    case Op::Sums: return "sums";
   }
   return "unknown";
 }
@@ -195,7 +197,8 @@ ApplyResult Applier::Apply(const Record& r) {
     return bad;
   }
   bool rootOk = r.op == Op::Chmod || r.op == Op::Chown || r.op == Op::Utimens || r.op == Op::SetXattr ||
-                r.op == Op::RemoveXattr || r.op == Op::Fsync || r.op == Op::SyncEntry || r.op == Op::DirList;
+                r.op == Op::RemoveXattr || r.op == Op::Fsync || r.op == Op::SyncEntry || r.op == Op::DirList ||
+                r.op == Op::DirListPart || r.op == Op::Sums;
   if (r.op != Op::Barrier) {
     std::string e = CheckPath(r.path, rootOk);
     if (e.empty() && (r.op == Op::Rename || r.op == Op::Link)) e = CheckPath(r.path2, false);
@@ -346,6 +349,20 @@ ApplyResult Applier::Apply(const Record& r) {
       return SyncEntry(r);
     case Op::DirList:
       return DirList(r);
+    case Op::DirListPart: {
+      // Kept until the DirList of the same path; a part for another path drops the old ones.
+      if (part_path_ != r.path) { part_path_ = r.path; part_data_.clear(); }
+      if (part_data_.size() + r.data.size() > (256u << 20)) {
+        part_data_.clear();
+        bad.message = "dir-list-part: listing of '" + r.path + "' longer than 256 MiB";
+        return bad;
+      }
+      part_data_.insert(part_data_.end(), r.data.begin(), r.data.end());
+      return {};
+    }
+    case Op::Sums:
+      if (!r.path.empty()) { bad.message = "sums: only the whole tree (\"\") can be summed"; return bad; }
+      return {};  // answered by the receiver (transport_receiver.cc)
   }
   return bad;
 }
@@ -439,9 +456,17 @@ ApplyResult Applier::SyncEntry(const Record& r) {
 ApplyResult Applier::DirList(const Record& r) {
   const char* name = "dir-list";
   std::unordered_set<std::string> keep;
+  std::vector<uint8_t> all;
+  if (!part_data_.empty() && part_path_ == r.path) {
+    all.swap(part_data_);
+    all.insert(all.end(), r.data.begin(), r.data.end());
+  }
+  part_data_.clear();
+  part_path_.clear();
+  const std::vector<uint8_t>& data = all.empty() ? r.data : all;
   size_t start = 0;
-  const char* d = reinterpret_cast<const char*>(r.data.data());
-  for (size_t i = 0; i < r.data.size(); i++) {
+  const char* d = reinterpret_cast<const char*>(data.data());
+  for (size_t i = 0; i < data.size(); i++) {
     if (d[i] != '\0') continue;
     std::string n(d + start, i - start);
     start = i + 1;
@@ -454,7 +479,7 @@ ApplyResult Applier::DirList(const Record& r) {
     }
     keep.insert(std::move(n));
   }
-  if (start != r.data.size()) {
+  if (start != data.size()) {
     ApplyResult bad;
     bad.kind = ApplyResult::BadRecord;
     bad.path = r.path;

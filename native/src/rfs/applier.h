@@ -7,6 +7,7 @@
 #include <list>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "record.h"
 
@@ -62,6 +63,8 @@ class Applier {
   std::list<std::string> lru_;  // front = most recent
   struct Entry { int fd; std::list<std::string>::iterator it; };
   std::unordered_map<std::string, Entry> cache_;
+  std::string part_path_;          // DirListPart names waiting for their DirList
+  std::vector<uint8_t> part_data_;
 };
 
 }  // namespace ha::rfs

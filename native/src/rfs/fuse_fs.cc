@@ -82,6 +82,18 @@ class Fs final : public Interceptor {
     *out = Join(p, name);
     return true;
   }
+  // A new name whose path below the root would reach PATH_MAX: the secondary could not apply it
+  // (its records are applied by relative path; the receiver drops the link on such a record). The
+  // operation is refused with ENAMETOOLONG before it is made here. Reports it (event "refused").
+  bool PathTooLong(Inode* parent, const char* name) {
+    std::string p;
+    if (!ChildPath(parent, name, &p) || p.size() < PATH_MAX) return false;
+    errors_++;
+    Emit("refused", "ERR_RFS_PATH_TOO_LONG",
+         "'" + p.substr(0, 48) + "...': a path below " + opts_.dir + " of " + std::to_string(p.size()) +
+             " bytes cannot be replicated (limit " + std::to_string(PATH_MAX - 1) + "): refused with ENAMETOOLONG");
+    return true;
+  }
   // Under order_mu: submits (or counts as unrecorded when path is unknown). Returns the seq or 0.
   uint64_t Submit(Record&& r) {
     Count(static_cast<int>(r.op));
@@ -140,6 +152,34 @@ class Fs final : public Interceptor {
 };
 
 Fs* FsOf(fuse_req_t req) { return static_cast<Fs*>(fuse_req_userdata(req)); }
+
+// One change on this thread, announced to the sink before its local apply (BeforeApply /
+// BeforeMeta) and ended exactly once (EndChange): after its last Submit, or on any early return
+// when it failed locally.
+class ChangeScope {
+ public:
+  explicit ChangeScope(Fs* fs) : fs_(fs) {}
+  ~ChangeScope() { End(); }
+  ChangeScope(const ChangeScope&) = delete;
+  ChangeScope& operator=(const ChangeScope&) = delete;
+  void Data(const std::string& path, uint64_t offset, uint64_t length) {
+    fs_->opts_.sink->BeforeApply(path, offset, length);
+    open_ = true;
+  }
+  void Meta(Op op, const std::string& path, const std::string& path2 = std::string()) {
+    fs_->opts_.sink->BeforeMeta(op, path, path2);
+    open_ = true;
+  }
+  void End() {
+    if (!open_) return;
+    open_ = false;
+    fs_->opts_.sink->EndChange();
+  }
+
+ private:
+  Fs* fs_;
+  bool open_ = false;
+};
 
 bool Fs::PathOf(Inode* in, std::string* out) {
   std::lock_guard<std::mutex> lk(paths_mu_);
@@ -284,9 +324,13 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, str
   Fs* fs = FsOf(req);
   Inode* in = fs->Get(ino);
   std::string proc = ProcPath(in->fd);
-  if (valid & FUSE_SET_ATTR_SIZE) {
+  ChangeScope scope(fs);
+  {
     std::string p;
-    if (fs->PathOf(in, &p)) fs->opts_.sink->BeforeApply(p, static_cast<uint64_t>(attr->st_size), UINT64_MAX - static_cast<uint64_t>(attr->st_size));
+    if (fs->PathOf(in, &p)) {
+      if (valid & FUSE_SET_ATTR_SIZE) scope.Data(p, static_cast<uint64_t>(attr->st_size), UINT64_MAX - static_cast<uint64_t>(attr->st_size));
+      if (valid & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) scope.Meta(Op::Chmod, p);
+    }
   }
   std::vector<uint64_t> seqs;
   int err = 0;
@@ -343,6 +387,7 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, str
       }
     }
   }
+  scope.End();
   for (uint64_t s : seqs) fs->Wait(s);
   if (err) { fs->errors_++; return (void)fuse_reply_err(req, err); }
   struct stat st;
@@ -363,9 +408,15 @@ void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
 void MakeNode(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode, dev_t rdev, const char* link) {
   Fs* fs = FsOf(req);
   Inode* parent = fs->Get(parent_ino);
+  if (fs->PathTooLong(parent, name)) return (void)fuse_reply_err(req, ENAMETOOLONG);
   fuse_entry_param e;
   uint64_t seq = 0;
   int err = 0;
+  ChangeScope scope(fs);
+  {
+    std::string p;
+    if (fs->ChildPath(parent, name, &p)) scope.Meta(link ? Op::Symlink : S_ISDIR(mode) ? Op::Mkdir : Op::Mknod, p);
+  }
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
     int res;
@@ -388,6 +439,7 @@ void MakeNode(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mo
       err = fs->Lookup(parent, name, &e);
     }
   }
+  scope.End();
   fs->Wait(seq);
   if (err) { fs->errors_++; return (void)fuse_reply_err(req, err); }
   fuse_reply_entry(req, &e);
@@ -401,9 +453,15 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   Fs* fs = FsOf(req);
   Inode* in = fs->Get(ino);
   Inode* np = fs->Get(newparent);
+  if (fs->PathTooLong(np, newname)) return (void)fuse_reply_err(req, ENAMETOOLONG);
   fuse_entry_param e;
   uint64_t seq = 0;
   int err = 0;
+  ChangeScope scope(fs);
+  {
+    std::string a, b;
+    if (fs->PathOf(in, &a) && fs->ChildPath(np, newname, &b)) scope.Meta(Op::Link, a, b);
+  }
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
     Record r;
@@ -430,6 +488,7 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
       }
     }
   }
+  scope.End();
   fs->Wait(seq);
   if (err) { fs->errors_++; return (void)fuse_reply_err(req, err); }
   fuse_reply_entry(req, &e);
@@ -454,6 +513,11 @@ void RemoveEntry(fuse_req_t req, fuse_ino_t parent_ino, const char* name, bool d
   Inode* parent = fs->Get(parent_ino);
   uint64_t seq = 0;
   int err = 0;
+  ChangeScope scope(fs);
+  {
+    std::string p;
+    if (fs->ChildPath(parent, name, &p)) scope.Meta(dir ? Op::Rmdir : Op::Unlink, p);
+  }
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
     struct stat st;
@@ -468,6 +532,7 @@ void RemoveEntry(fuse_req_t req, fuse_ino_t parent_ino, const char* name, bool d
       else fs->unrecorded_++;
     }
   }
+  scope.End();
   fs->FinishErr(req, seq, err);
 }
 
@@ -478,8 +543,14 @@ void OpRename(fuse_req_t req, fuse_ino_t parent_ino, const char* name, fuse_ino_
   Fs* fs = FsOf(req);
   Inode* p = fs->Get(parent_ino);
   Inode* np = fs->Get(newparent_ino);
+  if (fs->PathTooLong(np, newname)) return (void)fuse_reply_err(req, ENAMETOOLONG);
   uint64_t seq = 0;
   int err = 0;
+  ChangeScope scope(fs);
+  {
+    std::string a, b;
+    if (fs->ChildPath(p, name, &a) && fs->ChildPath(np, newname, &b)) scope.Meta(Op::Rename, a, b);
+  }
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
     Record r;
@@ -508,6 +579,7 @@ void OpRename(fuse_req_t req, fuse_ino_t parent_ino, const char* name, fuse_ino_
       else fs->unrecorded_++;
     }
   }
+  scope.End();
   fs->FinishErr(req, seq, err);
 }
 
@@ -604,9 +676,10 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   uint64_t seq = 0;
   int fd;
   bool trunc = (fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY;
+  ChangeScope scope(fs);
   if (trunc) {
     std::string p;
-    if (fs->PathOf(in, &p)) fs->opts_.sink->BeforeApply(p, 0, UINT64_MAX);
+    if (fs->PathOf(in, &p)) scope.Data(p, 0, UINT64_MAX);
     std::lock_guard<std::mutex> lk(fs->order_mu_);
     fd = open(proc.c_str(), OpenFlags(fi->flags, fs->writeback_));
     if (fd >= 0) {
@@ -620,6 +693,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
     fd = open(proc.c_str(), OpenFlags(fi->flags, fs->writeback_));
   }
   int err = fd < 0 ? errno : 0;
+  scope.End();
   fs->Wait(seq);
   if (fd < 0) return (void)fuse_reply_err(req, err);
   fi->fh = static_cast<uint64_t>(fd);
@@ -630,10 +704,16 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
 void OpCreate(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode, struct fuse_file_info* fi) {
   Fs* fs = FsOf(req);
   Inode* parent = fs->Get(parent_ino);
+  if (fs->PathTooLong(parent, name)) return (void)fuse_reply_err(req, ENAMETOOLONG);
   fuse_entry_param e;
   std::vector<uint64_t> seqs;
   int err = 0;
   int fd = -1;
+  ChangeScope scope(fs);
+  {
+    std::string p;
+    if (fs->ChildPath(parent, name, &p)) scope.Meta(Op::Create, p);
+  }
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
     fd = openat(parent->fd, name, (OpenFlags(fi->flags, fs->writeback_) | O_CREAT) | (fi->flags & O_EXCL), mode);
@@ -664,6 +744,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mo
       err = fs->Lookup(parent, name, &e);
     }
   }
+  scope.End();
   for (uint64_t s : seqs) fs->Wait(s);
   if (err) {
     if (fd >= 0) close(fd);
@@ -690,12 +771,13 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_
 void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off, struct fuse_file_info* fi) {
   Fs* fs = FsOf(req);
   Inode* in = fs->Get(ino);
+  ChangeScope scope(fs);
   std::string p0;
-  if (fs->PathOf(in, &p0)) fs->opts_.sink->BeforeApply(p0, static_cast<uint64_t>(off), size);
+  if (fs->PathOf(in, &p0)) scope.Data(p0, static_cast<uint64_t>(off), size);
   Record r;
   r.op = Op::Write;
   r.offset = static_cast<uint64_t>(off);
-  r.data.assign(reinterpret_cast<const uint8_t*>(data), reinterpret_cast<const uint8_t*>(data) + size);  // the one copy
+  r.borrowed = reinterpret_cast<const uint8_t*>(data);  // lent for the Submit (no copy)
   uint64_t seq = 0;
   ssize_t n;
   int err = 0;
@@ -707,7 +789,7 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
     } else if (n > 0) {
       // Recomputed under the lock: a concurrent rename may have moved the file.
       if (fs->PathOf(in, &r.path)) {
-        r.data.resize(static_cast<size_t>(n));
+        r.borrowed_len = static_cast<size_t>(n);
         r.length = static_cast<uint64_t>(n);
         seq = fs->Submit(std::move(r));
       } else {
@@ -715,6 +797,7 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
       }
     }
   }
+  scope.End();
   if (err) { fs->errors_++; return (void)fuse_reply_err(req, err); }
   fs->bytes_written_.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
   fs->Wait(seq);
@@ -744,8 +827,9 @@ void OpStatfs(fuse_req_t req, fuse_ino_t ino) {
 void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info* fi) {
   Fs* fs = FsOf(req);
   Inode* in = fs->Get(ino);
+  ChangeScope scope(fs);
   std::string p0;
-  if (fs->PathOf(in, &p0)) fs->opts_.sink->BeforeApply(p0, static_cast<uint64_t>(offset), static_cast<uint64_t>(length));
+  if (fs->PathOf(in, &p0)) scope.Data(p0, static_cast<uint64_t>(offset), static_cast<uint64_t>(length));
   uint64_t seq = 0;
   int err = 0;
   {
@@ -762,6 +846,7 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
       else fs->unrecorded_++;
     }
   }
+  scope.End();
   fs->FinishErr(req, seq, err);
 }
 
@@ -797,6 +882,11 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
   std::string proc = ProcPath(in->fd);
   uint64_t seq = 0;
   int err = 0;
+  ChangeScope scope(fs);
+  {
+    std::string p;
+    if (fs->PathOf(in, &p)) scope.Meta(Op::SetXattr, p);
+  }
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
     if (setxattr(proc.c_str(), name, value, size, flags) != 0) {
@@ -811,6 +901,7 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
       else fs->unrecorded_++;
     }
   }
+  scope.End();
   fs->FinishErr(req, seq, err);
 }
 
@@ -820,6 +911,11 @@ void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   std::string proc = ProcPath(in->fd);
   uint64_t seq = 0;
   int err = 0;
+  ChangeScope scope(fs);
+  {
+    std::string p;
+    if (fs->PathOf(in, &p)) scope.Meta(Op::RemoveXattr, p);
+  }
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
     if (removexattr(proc.c_str(), name) != 0) {
@@ -832,6 +928,7 @@ void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
       else fs->unrecorded_++;
     }
   }
+  scope.End();
   fs->FinishErr(req, seq, err);
 }
 

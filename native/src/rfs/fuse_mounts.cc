@@ -7,6 +7,7 @@
 #include <string>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <vector>
 
 #include "fuse_fs.h"
@@ -69,8 +70,10 @@ int StaleMountCleanup(const std::string& dir, std::string* code, std::string* er
   for (int round = 0; round < 16; round++) {
     MountEntry m;
     if (!TopMount(dir, &m) || !IsOurFuse(m)) return detached;
-    struct stat st;
-    if (stat(dir.c_str(), &st) == 0 || errno != ENOTCONN) {
+    // statfs, not stat: the interceptor's attributes are cached for a day (attr_timeout), so stat
+    // of a dead mount's root succeeds from the cache; STATFS always reaches the (dead) connection.
+    struct statfs sf;
+    if (statfs(dir.c_str(), &sf) == 0 || errno != ENOTCONN) {
       *code = "ERR_RFS_MOUNTED";
       *err = dir + " is already mounted by a live ha-rfs interceptor (" + m.source + ")";
       return -1;

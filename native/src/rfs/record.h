@@ -39,6 +39,13 @@ enum class Op : uint8_t {
                     // an entry of another type (or another symlink target) is replaced
   DirList = 20,     // path (a directory), data: the complete list of its entry names, each ended
                     // by '\0'; the secondary removes entries not listed (recursively)
+  // First synchronisation with block checksums (resync.cc) and verify (checksum.h):
+  DirListPart = 21, // path, data: part of the next DirList of the same path (names, each ended by
+                    // '\0'); a directory listing longer than one record is sent as DirListParts
+                    // followed by the DirList with the rest (all submitted back to back)
+  Sums = 22,        // path (must be "": the whole tree); the secondary answers, once everything
+                    // before it is applied, with reply messages (transport_wire.h, kMsgReply, id =
+                    // this record's seq) carrying its manifest (checksum.h); applying it changes nothing
 };
 
 struct Timespec {
@@ -62,6 +69,20 @@ struct Record {
   Timespec atime;
   Timespec mtime;
   std::vector<uint8_t> data;  // write bytes, or xattr value
+  // Write bytes lent by the interceptor instead of `data` (no copy on the hot path). Valid only
+  // until the ChangeSink::Submit that receives the record returns: a sink that keeps the record
+  // longer calls Own() first. Read the bytes with Bytes()/Size().
+  const uint8_t* borrowed = nullptr;
+  size_t borrowed_len = 0;
+
+  const uint8_t* Bytes() const { return borrowed ? borrowed : data.data(); }
+  size_t Size() const { return borrowed ? borrowed_len : data.size(); }
+  void Own() {
+    if (!borrowed) return;
+    data.assign(borrowed, borrowed + borrowed_len);
+    borrowed = nullptr;
+    borrowed_len = 0;
+  }
 };
 
 // Where the interceptor sends changes: the replication sender, or a test sink.
@@ -73,6 +94,17 @@ class ChangeSink {
   // global lock: the sink may persist "this zone is in flight" (activity log) so that after a
   // crash of the primary, the zone is resynchronised even if its change was never acknowledged.
   virtual void BeforeApply(const std::string& path, uint64_t offset, uint64_t length) { (void)path; (void)offset; (void)length; }
+
+  // Called BEFORE a metadata change (create, mkdir, mknod, symlink, link, unlink, rmdir, rename,
+  // chmod, chown, utimens, xattrs) is applied locally, outside any global lock: the sink may
+  // persist the paths it touches (path, and path2 for rename/link), so that after a crash of the
+  // primary between the local change and its Submit, a resynchronisation still covers them.
+  virtual void BeforeMeta(Op op, const std::string& path, const std::string& path2) { (void)op; (void)path; (void)path2; }
+
+  // Ends the change announced by BeforeApply/BeforeMeta on this thread: called after its last
+  // Submit, or without any Submit when the change failed locally (nothing to replicate). Lets the
+  // sink stop treating the announced marks as in flight at once.
+  virtual void EndChange() {}
 
   // Called with the change already applied locally, while the interceptor holds its ordering
   // lock (so sequence order = local apply order). Assigns r.seq, enqueues, returns the seq.

@@ -8,6 +8,7 @@
 #include "../owned_handle.h"
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -105,7 +106,7 @@ Napi::Value SinkHandle(const Napi::CallbackInfo& info) {
                                                          [](Napi::Env, std::shared_ptr<ChangeSink>* p) { delete p; });
 }
 
-// rfsReplAttach(h, senderSinkHandle)
+// rfsReplAttach(h, senderSinkHandle, holdUntilResync?)
 Napi::Value Attach(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Box* b = GetBox(info);
@@ -121,7 +122,8 @@ Napi::Value Attach(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   std::string code, message;
-  if (!b->sink->AttachSender(sender, &code, &message)) CodedError(env, code, "attachSender: " + message).ThrowAsJavaScriptException();
+  const bool hold = info.Length() > 2 && info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
+  if (!b->sink->AttachSender(sender, &code, &message, hold)) CodedError(env, code, "attachSender: " + message).ThrowAsJavaScriptException();
   return env.Undefined();
 }
 
@@ -160,6 +162,7 @@ Napi::Value Resync(const Napi::CallbackInfo& info) {
   opts.windowBytes = U64(o.Get("windowBytes"));
   opts.maxBytesPerSec = U64(o.Get("maxBytesPerSec"));
   opts.progressIntervalMs = o.Get("progressIntervalMs").As<Napi::Number>().Int32Value();
+  if (o.Has("sums") && o.Get("sums").IsBoolean()) opts.sums = o.Get("sums").As<Napi::Boolean>();
   if (b->running->load()) {
     CodedError(env, "ERR_RFS_REPL_BUSY", "a resynchronisation is already running").ThrowAsJavaScriptException();
     return env.Undefined();
@@ -188,7 +191,10 @@ Napi::Value Resync(const Napi::CallbackInfo& info) {
     j.Str("code", r.code).Str("message", r.message);
     j.nums = {{"entries", static_cast<double>(r.entries)}, {"files", static_cast<double>(r.files)},
               {"bytesSent", static_cast<double>(r.bytesSent)}, {"records", static_cast<double>(r.records)},
-              {"deferred", static_cast<double>(r.deferred)}, {"ms", r.ms}};
+              {"deferred", static_cast<double>(r.deferred)}, {"ms", r.ms},
+              {"bytesMatched", static_cast<double>(r.bytesMatched)}, {"filesIdentical", static_cast<double>(r.filesIdentical)},
+              {"holesPunched", static_cast<double>(r.holesPunched)}, {"sumsMs", r.sumsMs}};
+    j.Str("sumsError", r.sumsError);
     j.flags = {{"ok", r.ok}, {"aborted", r.aborted}};
     events->Send(std::move(j));
   });
@@ -263,6 +269,72 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// Verify / compareDirs run on the libuv pool and resolve with { differences, entries, ... }.
+class VerifyWorker : public Napi::AsyncWorker {
+ public:
+  VerifyWorker(Napi::Env env, std::function<VerifyResult()> fn)
+      : Napi::AsyncWorker(env, "ha:rfsVerify"), deferred_(Napi::Promise::Deferred::New(env)), fn_(std::move(fn)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override { res_ = fn_(); }
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (!res_.ok) {
+      deferred_.Reject(CodedError(env, res_.code, res_.message).Value());
+      return;
+    }
+    Napi::Object o = Napi::Object::New(env);
+    Napi::Array a = Napi::Array::New(env, res_.differences.size());
+    for (size_t i = 0; i < res_.differences.size(); i++) {
+      const Difference& d = res_.differences[i];
+      Napi::Object x = Napi::Object::New(env);
+      x.Set("path", d.path);
+      x.Set("kind", d.kind);
+      x.Set("detail", d.detail);
+      if (d.kind == "content") {
+        x.Set("offset", static_cast<double>(d.offset));
+        x.Set("blocks", static_cast<double>(d.blocks));
+      }
+      a.Set(static_cast<uint32_t>(i), x);
+    }
+    o.Set("differences", a);
+    o.Set("entries", static_cast<double>(res_.entries));
+    o.Set("peerEntries", static_cast<double>(res_.peerEntries));
+    o.Set("bytes", static_cast<double>(res_.bytes));
+    o.Set("blockBytes", static_cast<double>(kSumBlock));
+    o.Set("ms", res_.ms);
+    deferred_.Resolve(o);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::function<VerifyResult()> fn_;
+  VerifyResult res_;
+};
+
+// rfsReplVerify(h, timeoutMs) -> Promise
+Napi::Value Verify(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Box* b = GetBox(info);
+  if (!b) return env.Undefined();
+  int timeoutMs = info[1].As<Napi::Number>().Int32Value();
+  auto sink = b->sink;
+  auto* w = new VerifyWorker(env, [sink, timeoutMs] { return RunVerify(sink, timeoutMs); });
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+// rfsCompareDirs(a, b) -> Promise
+Napi::Value CompareDirsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string a = info[0].As<Napi::String>(), bdir = info[1].As<Napi::String>();
+  auto* w = new VerifyWorker(env, [a, bdir] { return CompareDirs(a, bdir); });
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
 Napi::Value CloseJs(const Napi::CallbackInfo& info) {
   if (info.Length() >= 1 && info[0].IsExternal()) info[0].As<Napi::External<Box>>().Data()->Close();
   return info.Env().Undefined();
@@ -279,6 +351,8 @@ void InitRepl(Napi::Env env, Napi::Object exports) {
   exports.Set("rfsReplSnapshot", Napi::Function::New(env, Snapshot));
   exports.Set("rfsReplStats", Napi::Function::New(env, Stats));
   exports.Set("rfsReplClose", Napi::Function::New(env, CloseJs));
+  exports.Set("rfsReplVerify", Napi::Function::New(env, Verify));
+  exports.Set("rfsCompareDirs", Napi::Function::New(env, CompareDirsJs));
 }
 
 ha::Registrar reg(InitRepl);

@@ -87,13 +87,32 @@ void ReplicationSink::OnMarkError(const DirtyStatus& s) {
   if (first && onEvent_) onEvent_({"error", s.code, "dirty tracking failed (changes may be untracked): " + s.message});
 }
 
-void ReplicationSink::BeforeApply(const std::string& path, uint64_t offset, uint64_t length) {
-  const auto tid = std::this_thread::get_id();
+// Registers this thread's change as in flight (epoch 0 = "being marked": a barrier taken meanwhile
+// waits). A second Before* of the same change (setattr: size and mode) keeps the first entry.
+void ReplicationSink::Announce(const std::string& path) {
+  std::lock_guard<std::mutex> lk(infl_mu_);
+  auto it = infl_.find(std::this_thread::get_id());
+  if (it == infl_.end()) infl_[std::this_thread::get_id()] = InFlight{0, path, std::chrono::steady_clock::now(), false};
+  else it->second.remark = true;
+}
+
+// The mark is made (durably): the entry carries the OLDEST epoch of its marks, so a barrier that
+// closes it waits for this change to be submitted.
+void ReplicationSink::Announced(uint64_t epoch) {
   {
-    // Registered before the mark, with epoch 0 ("being marked"): a barrier taken meanwhile waits.
     std::lock_guard<std::mutex> lk(infl_mu_);
-    infl_[tid] = InFlight{0, path, std::chrono::steady_clock::now()};
+    auto it = infl_.find(std::this_thread::get_id());
+    if (it != infl_.end()) {
+      uint64_t e = epoch ? epoch : 1;
+      if (!it->second.remark || it->second.epoch == 0 || e < it->second.epoch) it->second.epoch = e;
+      it->second.remark = false;
+    }
   }
+  infl_cv_.notify_all();
+}
+
+void ReplicationSink::BeforeApply(const std::string& path, uint64_t offset, uint64_t length) {
+  Announce(path);
   // Sequential writes (any FUSE thread): mark ahead kMarkAheadZones zones past the write, so a
   // stream of writes pays one durable log write per kMarkAheadZones zones instead of one per zone.
   // Extra marks only cost a resync copying those zones (clamped to the file's size: appends are free).
@@ -113,10 +132,56 @@ void ReplicationSink::BeforeApply(const std::string& path, uint64_t offset, uint
   uint64_t epoch = 0;
   DirtyStatus s = tracker_->MarkData(path, offset, mark_len, &epoch);
   if (!s.ok()) OnMarkError(s);
+  Announced(epoch);
+}
+
+// Before a metadata change: what a resynchronisation must cover if the primary dies between the
+// local change and its Submit (the marks Submit makes afterwards, e.g. MarkRename moving the
+// source's marks, come on top). A renamed entry is marked whole (a directory: its subtree), as
+// MarkDirFull does after the rename.
+void ReplicationSink::BeforeMeta(Op op, const std::string& path, const std::string& path2) {
+  Announce(path);
+  std::vector<DirtyMark> m;
+  auto meta = [&](const std::string& p) { DirtyMark d; d.path = p; d.meta = true; m.push_back(std::move(d)); };
+  auto whole = [&](const std::string& p) {
+    struct stat st;
+    if (root_fd_ < 0 || p.empty() || fstatat(root_fd_, p.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return meta(p);
+    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) return meta(p);
+    DirtyMark d;
+    d.path = p;
+    d.length = S_ISDIR(st.st_mode) ? 1 : UINT64_MAX;
+    m.push_back(std::move(d));
+    meta(p);
+  };
+  switch (op) {
+    case Op::Create: case Op::Mkdir: case Op::Mknod: case Op::Symlink: case Op::Unlink: case Op::Rmdir:
+      meta(path);
+      meta(Parent(path));
+      break;
+    case Op::Link:
+      meta(path);
+      meta(path2);
+      meta(Parent(path2));
+      break;
+    case Op::Rename:
+      whole(path);
+      whole(path2);
+      meta(Parent(path));
+      meta(Parent(path2));
+      break;
+    default:
+      meta(path);
+  }
+  uint64_t epoch = 0;
+  DirtyStatus s = tracker_->MarkMany(m, &epoch);
+  if (!s.ok()) OnMarkError(s);
+  Announced(epoch);
+}
+
+void ReplicationSink::EndChange() {
   {
     std::lock_guard<std::mutex> lk(infl_mu_);
-    auto it = infl_.find(tid);
-    if (it != infl_.end()) it->second.epoch = epoch ? epoch : 1;
+    infl_.erase(std::this_thread::get_id());
   }
   infl_cv_.notify_all();
 }
@@ -181,7 +246,7 @@ uint64_t ReplicationSink::Submit(Record&& r) {
   if (!marked) {
     // A data change without a BeforeApply (e.g. the truncate of a create with O_TRUNC).
     uint64_t off = r.op == Op::Truncate ? r.length : r.offset;
-    uint64_t len = r.op == Op::Write ? r.data.size() : r.op == Op::Truncate ? UINT64_MAX - off : r.length;
+    uint64_t len = r.op == Op::Write ? r.Size() : r.op == Op::Truncate ? UINT64_MAX - off : r.length;
     OnMarkError(tracker_->MarkData(r.path, off, len));
   }
   std::unique_lock<std::mutex> lk(mu_);
@@ -197,6 +262,11 @@ uint64_t ReplicationSink::Submit(Record&& r) {
     if (r.op == Op::Rename || r.op == Op::Link) AddFullLocked(r.path2);
     out = Encode(gen_, last_fwd_);
     deferred_++;
+  } else if (sender_ && !sender_->Lost() && hold_ && !synced_ && !work_) {
+    // Held (AttachSender holdUntilResync): no resync runs yet; the change is marked, the next
+    // resync copies it. Acknowledged as "as replicated as everything forwarded so far".
+    out = Encode(gen_, last_fwd_);
+    deferred_++;
   } else if (sender_ && !sender_->Lost()) {
     last_fwd_ = sender_->Submit(std::move(r));
     out = Encode(gen_, last_fwd_);
@@ -205,12 +275,8 @@ uint64_t ReplicationSink::Submit(Record&& r) {
     out = Encode(0, ++alone_seq_);
     not_forwarded_++;
   }
-  if (data) {
-    std::lock_guard<std::mutex> ilk(infl_mu_);
-    infl_.erase(tid);
-  }
   lk.unlock();
-  if (data) infl_cv_.notify_all();
+  // The in-flight entry ends with EndChange (after the change's last Submit).
   return out;
 }
 
@@ -230,7 +296,8 @@ bool ReplicationSink::Wait(uint64_t seq, bool durable) {
   return durable ? s->WaitDurable(local) : s->WaitAcked(local);
 }
 
-bool ReplicationSink::AttachSender(std::shared_ptr<Sender> sender, std::string* code, std::string* message) {
+bool ReplicationSink::AttachSender(std::shared_ptr<Sender> sender, std::string* code, std::string* message,
+                                   bool holdUntilResync) {
   if (closed_) { *code = "ERR_RFS_REPL_CLOSED"; *message = "the replicated directory is closed"; return false; }
   if (!sender) { *code = "ERR_RFS_REPL_ARG"; *message = "no sender"; return false; }
   {
@@ -242,6 +309,7 @@ bool ReplicationSink::AttachSender(std::shared_ptr<Sender> sender, std::string* 
     gen_++;
     last_fwd_ = 0;
     synced_ = false;
+    hold_ = holdUntilResync;
   }
   std::weak_ptr<ReplicationSink> weak = weak_from_this();
   sender->OnLost([weak](const std::string&, const std::string&) {
@@ -353,7 +421,7 @@ bool ReplicationSink::WaitInFlight(uint64_t epoch) {
     for (auto it = infl_.begin(); it != infl_.end();) {
       if (it->second.epoch <= epoch) {
         if (it->second.epoch != 0 && now - it->second.since > kStaleInFlight) {
-          // Its operation failed locally (no Submit follows a failed apply): give it up.
+          // Safety net: the interceptor ends every change (EndChange); one that never ended is given up.
           it = infl_.erase(it);
           std::lock_guard<std::mutex> slk(stats_mu_);
           stale_++;

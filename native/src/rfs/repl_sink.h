@@ -15,9 +15,8 @@
 // Sequence numbers returned by Submit encode the sender generation: (gen << 48) | senderSeq.
 // Generation 0 means "not forwarded" (ALONE): WaitAcked returns false at once.
 //
-// Known gap: Rename is marked in Submit, i.e. AFTER the local rename (the tracker wants it before);
-// a crash of the primary between the local rename and the mark loses the rename's marks. A
-// BeforeMeta(op, path, path2) hook in the interceptor would close it.
+// Every change is marked durably BEFORE it is applied locally (BeforeApply for data, BeforeMeta for
+// metadata), so a crash of the primary between its local change and the Submit loses no mark.
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -79,13 +78,19 @@ class ReplicationSink : public ChangeSink, public std::enable_shared_from_this<R
 
   // ChangeSink
   void BeforeApply(const std::string& path, uint64_t offset, uint64_t length) override;
+  void BeforeMeta(Op op, const std::string& path, const std::string& path2) override;
+  void EndChange() override;
   uint64_t Submit(Record&& r) override;
   bool WaitAcked(uint64_t seq) override;
   bool WaitDurable(uint64_t seq) override;
 
   // Attaches a connected sender (PRIM). Fails (returns false, *code/*message) if the sink is
   // closed, a sender is already attached, or the sender is already lost.
-  bool AttachSender(std::shared_ptr<Sender> sender, std::string* code, std::string* message);
+  // holdUntilResync: until a resync/fullSync has succeeded, live changes are forwarded only while
+  // one runs; in between (before it starts, after it failed) they are left to the next one (they
+  // are marked dirty in every state). Without it a change made between the attach and the start of
+  // the resync reaches a secondary that may not have its file yet (its apply fails: ENOENT).
+  bool AttachSender(std::shared_ptr<Sender> sender, std::string* code, std::string* message, bool holdUntilResync = false);
   // Planned detach: the sender's unacknowledged records are marked dirty; the sink goes ALONE.
   void DetachSender();
 
@@ -117,6 +122,8 @@ class ReplicationSink : public ChangeSink, public std::enable_shared_from_this<R
  private:
   ReplicationSink() = default;
   void Loop();
+  void Announce(const std::string& path);
+  void Announced(uint64_t epoch);
   bool Wait(uint64_t seq, bool durable);
   void OnMarkError(const DirtyStatus& s);
   void MarkMeta(const Record& r);
@@ -136,16 +143,18 @@ class ReplicationSink : public ChangeSink, public std::enable_shared_from_this<R
   std::shared_ptr<Sender> sender_;
   uint64_t gen_ = 0;
   bool synced_ = false;
+  bool hold_ = false;          // AttachSender(holdUntilResync): nothing forwarded outside a resync until synced
   uint64_t alone_seq_ = 0;
   uint64_t forwarded_ = 0, not_forwarded_ = 0, deferred_ = 0;
   uint64_t last_fwd_ = 0;      // last sender seq forwarded in this generation
   WorkMap* work_ = nullptr;    // the running resync's work list
 
-  // Marks made in BeforeApply whose Submit has not happened yet, by thread.
+  // Changes announced (BeforeApply/BeforeMeta) and not yet ended (EndChange), by thread.
   struct InFlight {
     uint64_t epoch;  // 0: being marked
     std::string path;
     std::chrono::steady_clock::time_point since;
+    bool remark;     // a second mark of the same change is being made (keep the oldest epoch)
   };
   std::mutex infl_mu_;
   std::condition_variable infl_cv_;

@@ -2,6 +2,7 @@
 #include "resync.h"
 
 #include <dirent.h>
+#include <linux/falloc.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
@@ -14,11 +15,15 @@
 #include <cstring>
 #include <deque>
 #include <thread>
+#include <unordered_map>
+
+#include "checksum.h"
 
 namespace ha::rfs {
 namespace {
 
 constexpr uint64_t kChunk = 1u << 20;
+constexpr size_t kDirListPart = 1u << 20;  // names per DirListPart / DirList record (the frame limit is ~4 MiB)
 constexpr uint64_t kResolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
 
 std::string ParentOf(const std::string& p) {
@@ -135,16 +140,32 @@ class Resyncer {
       }
     }
     closedir(d);
-    // DirList data is names, not file data: not counted in the window.
-    Record copy = std::move(r);
-    size_t bytes = copy.data.size();
-    uint64_t seq = sender_->Submit(std::move(copy));
+    // A long listing: DirListParts of at most kDirListPart bytes (cut after a name), then the
+    // DirList with the rest, back to back under the mutex. Names, not file data: not in bytesSent.
+    size_t start = 0;
+    while (r.data.size() - start > kDirListPart) {
+      size_t cut = start + kDirListPart;
+      while (cut > start && r.data[cut - 1] != 0) cut--;
+      if (cut == start) break;  // cannot happen (names are at most 255 bytes)
+      Record part;
+      part.op = Op::DirListPart;
+      part.path = path;
+      part.data.assign(r.data.begin() + static_cast<std::ptrdiff_t>(start), r.data.begin() + static_cast<std::ptrdiff_t>(cut));
+      start = cut;
+      SubmitNamesLocked(std::move(part));
+    }
+    if (start > 0) r.data.erase(r.data.begin(), r.data.begin() + static_cast<std::ptrdiff_t>(start));
+    SubmitNamesLocked(std::move(r));
+    return true;
+  }
+  void SubmitNamesLocked(Record&& r) {
+    size_t bytes = r.data.size();
+    uint64_t seq = sender_->Submit(std::move(r));
     s_.last_fwd_ = seq;
     last_ = seq;
     res_.records++;
     window_.push_back({seq, bytes});
     inflight_ += bytes;
-    return true;
   }
   bool WaitWindow(uint64_t limit) {
     while (inflight_ > limit && !window_.empty()) {
@@ -182,12 +203,12 @@ class Resyncer {
     if (!force && now - last_progress_ < std::chrono::milliseconds(opts_.progressIntervalMs)) return;
     last_progress_ = now;
     ResyncProgress p;
-    p.bytesDone = res_.bytesSent;
-    p.bytesTotal = std::max(total_bytes_, res_.bytesSent);
+    p.bytesDone = res_.bytesSent + res_.bytesMatched;
+    p.bytesTotal = std::max(total_bytes_, p.bytesDone);
     p.entriesDone = res_.entries;
     p.entriesTotal = std::max(total_entries_, res_.entries);
     double s = std::chrono::duration<double>(now - t0_).count();
-    p.rate = s > 0 ? static_cast<double>(res_.bytesSent) / s : 0;
+    p.rate = s > 0 ? static_cast<double>(p.bytesDone) / s : 0;
     p.etaS = p.rate > 0 ? static_cast<double>(p.bytesTotal - p.bytesDone) / p.rate : -1;
     ctl_.onProgress(p);
   }
@@ -197,8 +218,15 @@ class Resyncer {
     double due = static_cast<double>(res_.bytesSent) / static_cast<double>(opts_.maxBytesPerSec);
     if (due > s) std::this_thread::sleep_for(std::chrono::duration<double>(due - s));
   }
-  bool Entry(const std::string& path, ReplicationSink::WorkItem item);
+  bool Entry(const std::string& path, ReplicationSink::WorkItem item, std::unique_lock<std::mutex>& lk);
   bool CopyRanges(const std::string& path, std::vector<std::pair<uint64_t, uint64_t>> byteRanges, bool scanHoles);
+  bool CompareCopy(const std::string& path, const std::vector<BlockSum>& sums, ino_t ino, bool& sent);
+  bool GetManifest();
+
+ public:
+  static VerifyResult Verify(const std::shared_ptr<ReplicationSink>& sink, int timeoutMs);
+
+ private:
 
   std::shared_ptr<ReplicationSink> sink_;
   ReplicationSink& s_;
@@ -214,6 +242,9 @@ class Resyncer {
   uint64_t total_bytes_ = 0, total_entries_ = 0, deferred0_ = 0;
   Clock::time_point t0_, last_progress_, last_clear_;
   ResyncResult res_;
+  bool useSums_ = false;
+  uint64_t sumsId_ = 0;
+  std::unordered_map<std::string, ManifestEntry> manifest_;
 };
 
 bool Resyncer::CopyRanges(const std::string& path, std::vector<std::pair<uint64_t, uint64_t>> ranges, bool scanHoles) {
@@ -241,16 +272,29 @@ bool Resyncer::CopyRanges(const std::string& path, std::vector<std::pair<uint64_
         fstat(fd, &st);
         uint64_t size = static_cast<uint64_t>(st.st_size);
         uint64_t lim = std::min(end, size);
-        if (scanHoles && off < lim) {
+        // Holes are not read: a hole here is a hole there (punched, in case the secondary had
+        // bytes there; a no-op on a new file).
+        if (off < lim) {
           off_t d = lseek(fd, static_cast<off_t>(off), SEEK_DATA);
-          if (d < 0) { off = lim; stop = true; }  // ENXIO: only a hole up to the end
-          else off = static_cast<uint64_t>(d);
+          uint64_t dataAt = d < 0 ? lim : std::min<uint64_t>(static_cast<uint64_t>(d), lim);  // ENXIO: a hole to the end
+          if (dataAt > off) {
+            Record p;
+            p.op = Op::Fallocate;
+            p.path = path;
+            p.flags = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+            p.offset = off;
+            p.length = dataAt - off;
+            ForwardLocked(std::move(p));
+            res_.holesPunched++;
+            off = dataAt;
+          }
         }
+        (void)scanHoles;
         if (off >= lim) {
           stop = true;
         } else {
           uint64_t n = std::min<uint64_t>(kChunk - (off % kChunk), lim - off);
-          if (scanHoles) {
+          {
             off_t h = lseek(fd, static_cast<off_t>(off), SEEK_HOLE);
             if (h > 0 && static_cast<uint64_t>(h) > off) n = std::min<uint64_t>(n, static_cast<uint64_t>(h) - off);
           }
@@ -286,42 +330,192 @@ bool Resyncer::CopyRanges(const std::string& path, std::vector<std::pair<uint64_
   return true;
 }
 
-bool Resyncer::Entry(const std::string& path, ReplicationSink::WorkItem item) {
+// Full sync with sums: the secondary's manifest (see resync.h). False only when the sender is
+// lost; another failure leaves useSums_ false (plain full copy) with res_.sumsError.
+bool Resyncer::GetManifest() {
+  auto t = Clock::now();
+  std::vector<uint8_t> data;
+  std::string err;
+  bool ok = sender_->WaitReply(sumsId_, data, err, opts_.sumsTimeoutMs);
+  res_.sumsMs = std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+  if (ok) ok = DecodeManifest(data.data(), data.size(), manifest_, err);
+  if (ok) return true;
+  useSums_ = false;
+  manifest_.clear();
+  res_.sumsError = err;
+  if (sender_->Lost()) return Fail("ERR_RFS_REPL_LOST", "replication was lost during the resynchronisation");
+  return true;
+}
+
+bool Resyncer::CompareCopy(const std::string& path, const std::vector<BlockSum>& sums, ino_t ino, bool& sent) {
+  const uint64_t B = kSumBlock;
+  uint64_t off = 0;
+  bool compare = true;
+  bool any = false;
+  std::vector<uint8_t> buf(kChunk);
+  while (true) {
+    if (ctl_.abort.load()) { res_.aborted = true; return Fail("ERR_RFS_REPL_ABORTED", "the resynchronisation was aborted"); }
+    if (!WaitWindow(opts_.windowBytes)) return false;
+    Throttle();
+    bool stop = false;
+    {
+      std::lock_guard<std::mutex> lk(s_.mu_);
+      if (!LiveLocked()) return false;
+      int fd = OpenBeneath(s_.root_fd_, path, O_RDONLY | O_NOFOLLOW);
+      if (fd < 0) {
+        if (Gone(errno)) break;
+        return Fail("ERR_RFS_REPL_IO", "cannot open '" + path + "': " + strerror(errno));
+      }
+      struct stat st;
+      fstat(fd, &st);
+      if (st.st_ino != ino) compare = false;  // replaced meanwhile: copy the rest whole
+      uint64_t size = static_cast<uint64_t>(st.st_size);
+      if (off >= size) {
+        stop = true;
+      } else {
+        uint64_t end = std::min(off + kChunk, size);
+        uint64_t dataAt = 0;
+        bool dataKnown = false;
+        uint64_t runStart = 0, runEnd = 0;  // a run of differing data blocks [runStart, runEnd)
+        auto flush = [&]() {
+          if (runEnd <= runStart) return;
+          Record r;
+          r.op = Op::Write;
+          r.path = path;
+          r.offset = runStart;
+          r.data.assign(buf.begin() + static_cast<std::ptrdiff_t>(runStart - off), buf.begin() + static_cast<std::ptrdiff_t>(runEnd - off));
+          ForwardLocked(std::move(r));
+          any = true;
+          runStart = runEnd = 0;
+        };
+        for (uint64_t boff = off; boff < end; boff += B) {
+          uint64_t b = boff / B;
+          size_t n = static_cast<size_t>(std::min<uint64_t>(B, size - boff));
+          if (!dataKnown || dataAt < boff) {
+            off_t d = lseek(fd, static_cast<off_t>(boff), SEEK_DATA);
+            dataAt = d < 0 ? UINT64_MAX : static_cast<uint64_t>(d);
+            dataKnown = true;
+          }
+          bool hole = dataAt >= boff + n;
+          BlockSum sum;
+          if (hole) {
+            sum = ZeroSum(n);
+          } else {
+            uint8_t* p = buf.data() + (boff - off);
+            size_t got = 0;
+            while (got < n) {
+              ssize_t r = pread(fd, p + got, n - got, static_cast<off_t>(boff + got));
+              if (r < 0) {
+                if (errno == EINTR) continue;
+                int e = errno;
+                close(fd);
+                return Fail("ERR_RFS_REPL_IO", "cannot read '" + path + "': " + strerror(e));
+              }
+              if (r == 0) break;
+              got += static_cast<size_t>(r);
+            }
+            if (got < n) std::memset(p + got, 0, n - got);
+            sum = HashBlock(p, n);
+          }
+          bool same = compare && b < sums.size() && sums[b] == sum;
+          if (same) {
+            flush();
+            if (!hole) res_.bytesMatched += n;
+            continue;
+          }
+          if (hole) {
+            flush();
+            if (b < sums.size()) {  // the secondary had bytes here (beyond its old size it is a hole already)
+              Record r;
+              r.op = Op::Fallocate;
+              r.path = path;
+              r.flags = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+              r.offset = boff;
+              r.length = n;
+              ForwardLocked(std::move(r));
+              res_.holesPunched++;
+              any = true;
+            }
+            continue;
+          }
+          if (runEnd != boff) { flush(); runStart = boff; }
+          runEnd = boff + n;
+        }
+        flush();
+        off = end;
+      }
+      close(fd);
+    }
+    Progress(false);
+    if (stop) break;
+  }
+  if (any) res_.files++;
+  sent = any;
+  return true;
+}
+
+// Called with lk (s_.mu_) held: the entry was just taken from the work list under it, so no live
+// change to it was forwarded in between. Returns with lk held or not.
+bool Resyncer::Entry(const std::string& path, ReplicationSink::WorkItem item, std::unique_lock<std::mutex>& lk) {
   struct stat st;
   std::string target;
   bool isReg = false;
+  bool metaSame = false;
+  std::vector<BlockSum> sums;
+  bool haveSums = false;
   {
-    std::lock_guard<std::mutex> lk(s_.mu_);
     if (!LiveLocked()) return false;
+    ManifestEntry m;
+    bool inManifest = false;
+    if (useSums_) {
+      auto node = manifest_.extract(path);  // compared once (a second pass copies it whole)
+      if (!node.empty()) { m = std::move(node.mapped()); inManifest = true; }
+    }
     if (LstatBeneath(s_.root_fd_, path, &st, &target) < 0) {
       if (!Gone(errno)) return Fail("ERR_RFS_REPL_IO", "cannot stat '" + path + "': " + strerror(errno));
       // Gone here: its parent's DirList (planned with it) removes it on the secondary.
       return true;
     }
     if (S_ISDIR(st.st_mode) && !item.zones.empty()) item.full = true;  // a moved directory: whole subtree
-    SyncEntryLocked(path, st, target);
+    if (inManifest && (m.mode & S_IFMT) == (st.st_mode & S_IFMT)) {
+      metaSame = m.mode == st.st_mode && m.uid == st.st_uid && m.gid == st.st_gid;
+      if (S_ISREG(st.st_mode))
+        metaSame = metaSame && m.size == static_cast<uint64_t>(st.st_size) && m.mtimeSec == st.st_mtim.tv_sec &&
+                   m.mtimeNsec == static_cast<uint32_t>(st.st_mtim.tv_nsec);
+      if (S_ISLNK(st.st_mode)) metaSame = metaSame && m.target == target;
+      if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) metaSame = metaSame && m.rdev == st.st_rdev;
+      if (S_ISREG(st.st_mode)) { sums = std::move(m.sums); haveSums = true; }
+    }
+    if (!metaSame) SyncEntryLocked(path, st, target);
     if (S_ISDIR(st.st_mode) && (item.meta || item.full)) {
       if (!DirListLocked(path, item.full)) return false;
     }
     isReg = S_ISREG(st.st_mode);
   }
+  lk.unlock();
   if (!isReg) return true;
-  std::vector<std::pair<uint64_t, uint64_t>> ranges;
-  if (item.full) {
-    ranges.push_back({0, UINT64_MAX});
+  bool sent = false;
+  if (item.full && haveSums) {
+    if (!CompareCopy(path, sums, st.st_ino, sent)) return false;
+    if (!sent && metaSame) { res_.filesIdentical++; return true; }
   } else {
-    std::sort(item.zones.begin(), item.zones.end());
-    for (auto [zs, ze] : item.zones) {
-      uint64_t bs = zs > UINT64_MAX / zone_ ? UINT64_MAX : zs * zone_;
-      uint64_t be = ze > UINT64_MAX / zone_ ? UINT64_MAX : ze * zone_;
-      if (!ranges.empty() && bs <= ranges.back().second) ranges.back().second = std::max(ranges.back().second, be);
-      else ranges.push_back({bs, be});
+    std::vector<std::pair<uint64_t, uint64_t>> ranges;
+    if (item.full) {
+      ranges.push_back({0, UINT64_MAX});
+    } else {
+      std::sort(item.zones.begin(), item.zones.end());
+      for (auto [zs, ze] : item.zones) {
+        uint64_t bs = zs > UINT64_MAX / zone_ ? UINT64_MAX : zs * zone_;
+        uint64_t be = ze > UINT64_MAX / zone_ ? UINT64_MAX : ze * zone_;
+        if (!ranges.empty() && bs <= ranges.back().second) ranges.back().second = std::max(ranges.back().second, be);
+        else ranges.push_back({bs, be});
+      }
     }
+    if (ranges.empty()) return true;
+    if (!CopyRanges(path, ranges, item.full)) return false;
   }
-  if (ranges.empty()) return true;
-  if (!CopyRanges(path, ranges, item.full)) return false;
   // Times again (the writes moved the secondary's mtime); size and mode at the same time.
-  std::lock_guard<std::mutex> lk(s_.mu_);
+  std::lock_guard<std::mutex> g(s_.mu_);
   if (!LiveLocked()) return false;
   if (LstatBeneath(s_.root_fd_, path, &st, &target) == 0) SyncEntryLocked(path, st, target);
   return true;
@@ -355,6 +549,15 @@ ResyncResult Resyncer::Run() {
     deferred0_ = s_.deferred_;
     if (opts_.full) {
       work_[""].full = true;
+      if (opts_.sums) {
+        // Ordered after everything forwarded so far; nothing more is forwarded for the tree
+        // (all pending) until entries are taken from the work list, after the manifest came.
+        Record r;
+        r.op = Op::Sums;
+        ForwardLocked(std::move(r));
+        sumsId_ = last_;
+        useSums_ = true;
+      }
     } else {
       std::vector<DirtyEntry> snap = s_.tracker().Snapshot();
       for (const auto* list : {&snap, &opts_.extra}) {
@@ -392,20 +595,21 @@ ResyncResult Resyncer::Run() {
     }
   }
   Progress(true);
+  if (useSums_) GetManifest();
 
-  while (true) {
+  while (res_.code.empty()) {
     std::string path;
     ReplicationSink::WorkItem item;
-    {
-      std::lock_guard<std::mutex> lk(s_.mu_);
-      if (work_.empty()) break;
-      auto it = work_.begin();
-      path = it->first;
-      item = std::move(it->second);
-      work_.erase(it);
-    }
+    std::unique_lock<std::mutex> lk(s_.mu_);
+    if (work_.empty()) break;
+    auto it = work_.begin();
+    path = it->first;
+    item = std::move(it->second);
+    work_.erase(it);
     if (ctl_.abort.load()) { res_.aborted = true; Fail("ERR_RFS_REPL_ABORTED", "the resynchronisation was aborted"); break; }
-    if (!Entry(path, std::move(item))) break;
+    bool ok = Entry(path, std::move(item), lk);
+    if (lk.owns_lock()) lk.unlock();
+    if (!ok) break;
     res_.entries++;
     done_.emplace_back(path, last_);
     ClearDone(false);
@@ -441,6 +645,87 @@ ResyncResult Resyncer::Run() {
 ResyncResult RunResync(const std::shared_ptr<ReplicationSink>& sink, const ResyncOptions& opts, ResyncControl& ctl) {
   Resyncer r(sink, opts, ctl);
   return r.Run();
+}
+
+VerifyResult Resyncer::Verify(const std::shared_ptr<ReplicationSink>& sink, int timeoutMs) {
+  VerifyResult res;
+  auto t0 = Clock::now();
+  ReplicationSink& s = *sink;
+  std::shared_ptr<Sender> sender;
+  uint64_t id = 0;
+  {
+    std::lock_guard<std::mutex> lk(s.mu_);
+    if (!s.sender_ || s.sender_->Lost()) {
+      res.code = "ERR_RFS_REPL_ALONE";
+      res.message = "no live sender attached: there is no secondary to compare with";
+      return res;
+    }
+    if (s.resync_running_.load()) {
+      res.code = "ERR_RFS_REPL_BUSY";
+      res.message = "a resynchronisation is running: verify once it is done";
+      return res;
+    }
+    sender = s.sender_;
+    Record r;
+    r.op = Op::Sums;
+    id = sender->Submit(std::move(r));
+    s.last_fwd_ = id;
+  }
+  // Both manifests at the same time: the secondary's once everything before the request is applied.
+  std::unordered_map<std::string, ManifestEntry> local, peer;
+  std::string err = BuildManifest(s.root_fd_, [&](ManifestEntry&& e) { std::string k = e.path; local.emplace(std::move(k), std::move(e)); });
+  if (!err.empty()) {
+    res.code = "ERR_RFS_REPL_IO";
+    res.message = "reading the local copy: " + err;
+    return res;
+  }
+  std::vector<uint8_t> data;
+  if (!sender->WaitReply(id, data, err, timeoutMs) || !DecodeManifest(data.data(), data.size(), peer, err)) {
+    res.code = sender->Lost() ? "ERR_RFS_REPL_LOST" : "ERR_RFS_REPL_VERIFY";
+    res.message = err;
+    return res;
+  }
+  for (const auto& [k, e] : local) {
+    res.entries++;
+    if (S_ISREG(e.mode)) res.bytes += e.size;
+  }
+  res.peerEntries = peer.size();
+  res.differences = CompareManifests(local, peer);
+  res.ok = true;
+  res.ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  return res;
+}
+
+VerifyResult RunVerify(const std::shared_ptr<ReplicationSink>& sink, int timeoutMs) { return Resyncer::Verify(sink, timeoutMs); }
+
+VerifyResult CompareDirs(const std::string& a, const std::string& b) {
+  VerifyResult res;
+  auto t0 = std::chrono::steady_clock::now();
+  std::unordered_map<std::string, ManifestEntry> ma, mb;
+  for (auto [dir, m] : {std::pair{&a, &ma}, std::pair{&b, &mb}}) {
+    int fd = open(dir->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+      res.code = "ERR_RFS_VERIFY_DIR";
+      res.message = "cannot open directory " + *dir + ": " + strerror(errno);
+      return res;
+    }
+    std::string err = BuildManifest(fd, [m = m](ManifestEntry&& e) { std::string k = e.path; m->emplace(std::move(k), std::move(e)); });
+    close(fd);
+    if (!err.empty()) {
+      res.code = "ERR_RFS_REPL_IO";
+      res.message = *dir + ": " + err;
+      return res;
+    }
+  }
+  for (const auto& [k, e] : ma) {
+    res.entries++;
+    if (S_ISREG(e.mode)) res.bytes += e.size;
+  }
+  res.peerEntries = mb.size();
+  res.differences = CompareManifests(ma, mb);
+  res.ok = true;
+  res.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  return res;
 }
 
 }  // namespace ha::rfs

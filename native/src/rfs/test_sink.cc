@@ -25,13 +25,20 @@ void TestSink::BeforeApply(const std::string& path, uint64_t offset, uint64_t le
 
 uint64_t TestSink::Submit(Record&& r) {
   TestSinkEntry e;
-  e.data_length = r.data.size();
-  if (hash.load(std::memory_order_relaxed)) e.data_hash = Fnv1a64(r.data.data(), r.data.size());
+  e.data_length = r.Size();
+  if (hash.load(std::memory_order_relaxed)) e.data_hash = Fnv1a64(r.Bytes(), r.Size());
   std::lock_guard<std::mutex> lk(mu_);
   r.seq = next_seq_++;
   uint64_t seq = r.seq;
   if (keep.load(std::memory_order_relaxed)) {
-    if (r.data.size() > keep_data_max.load(std::memory_order_relaxed)) { r.data.clear(); r.data.shrink_to_fit(); }
+    if (r.Size() > keep_data_max.load(std::memory_order_relaxed)) {
+      r.borrowed = nullptr;
+      r.borrowed_len = 0;
+      r.data.clear();
+      r.data.shrink_to_fit();
+    } else {
+      r.Own();  // lent bytes are only valid during Submit
+    }
     e.record = std::move(r);
     entries_.push_back(std::move(e));
   }

@@ -1,5 +1,7 @@
 #include "transport_receiver.h"
 
+#include "checksum.h"
+
 #include <arpa/inet.h>
 #include <cerrno>
 #include <chrono>
@@ -56,7 +58,13 @@ struct Receiver::Session {
   std::atomic<bool> closing{false};
   std::string closingReason;
   std::thread reader, applier;
-  ~Session() { if (fd >= 0) close(fd); }
+  std::thread sums;                    // manifest builder (StartSums)
+  std::atomic<bool> sumsAbort{false};
+  ~Session() {
+    sumsAbort = true;
+    if (sums.joinable()) sums.join();
+    if (fd >= 0) close(fd);
+  }
 };
 
 std::unique_ptr<Receiver> Receiver::Start(const ReceiverOptions& opts, EventFn onEvent, std::string& code,
@@ -241,6 +249,40 @@ void Receiver::SendAck(Session* s) {
   WriteFrame(s->fd, s->tx, ack, sizeof ack);  // a failure shows up on the reader
 }
 
+void Receiver::StartSums(Session* s, uint64_t id) {
+  s->sumsAbort = true;
+  if (s->sums.joinable()) s->sums.join();
+  s->sumsAbort = false;
+  s->sums = std::thread([this, s, id] {
+    std::vector<uint8_t> buf;
+    auto send = [&](bool last, uint32_t status) {
+      std::vector<uint8_t> m(wire::kReplyHeader);
+      m[0] = wire::kMsgReply;
+      wire::Put64(&m[1], id);
+      m[9] = last ? 1 : 0;
+      wire::Put32(&m[10], status);
+      size_t n = std::min(buf.size(), wire::kReplyPart);
+      m.insert(m.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+      buf.erase(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+      std::lock_guard<std::mutex> lk(s->txMu);
+      return WriteFrame(s->fd, s->tx, m.data(), m.size());
+    };
+    bool ok = true;
+    std::string err = BuildManifest(rootFd_, [&](ManifestEntry&& e) {
+      EncodeEntry(e, buf);
+      while (ok && buf.size() >= wire::kReplyPart && !s->sumsAbort) ok = send(false, 0);
+    }, &s->sumsAbort);
+    if (!ok || s->sumsAbort) return;
+    if (!err.empty()) {
+      buf.assign(err.begin(), err.end());
+      send(true, 1);
+      return;
+    }
+    while (buf.size() > wire::kReplyPart && ok) ok = send(false, 0);
+    if (ok) send(true, 0);
+  });
+}
+
 void Receiver::ReaderLoop(Session* s) {
   std::vector<uint8_t> buf(kMaxFrameLen + kFrameHeader + (256u << 10));
   size_t start = 0, end = 0;
@@ -393,6 +435,7 @@ void Receiver::ApplierLoop(Session* s) {
         stop = true;
         break;
       }
+      if (r.op == Op::Sums) StartSums(s, r.seq);
       s->applied = r.seq;
       recordsApplied_++;
       if (r.op == Op::Write) bytesApplied_ += r.data.size();

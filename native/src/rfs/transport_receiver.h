@@ -74,6 +74,9 @@ class Receiver {
   void ReaderLoop(Session* s);
   void ApplierLoop(Session* s);
   void SendAck(Session* s);
+  // Sums request (record seq id): builds this copy's manifest on its own thread and sends it as
+  // reply messages (the applier keeps applying; acknowledgements are not delayed).
+  void StartSums(Session* s, uint64_t id);
   void Emit(ReceiverEvent&& e);
 
   ReceiverOptions opts_;

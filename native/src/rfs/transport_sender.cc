@@ -19,6 +19,7 @@ namespace ha::rfs {
 namespace {
 
 constexpr size_t kBatchTarget = 256u << 10;  // frames grow up to this many plaintext bytes
+constexpr size_t kDirectMax = 64u << 10;     // records up to this size may be sent by the submitting thread
 
 std::string PeerName(const sockaddr* sa) {
   char host[INET6_ADDRSTRLEN] = "?";
@@ -112,6 +113,15 @@ std::shared_ptr<Sender> Sender::Connect(const std::string& host, int port, const
   }
   if (n != wire::kAckLen || buf[0] != wire::kMsgAck) { code = "ERR_RFS_AUTH"; message = peer + ": unexpected first frame"; return nullptr; }
   SetTimeouts(fd, 0);
+  {
+    // A send blocked longer than the ack timeout (the secondary stopped reading: stalled, or a
+    // partition with full buffers) fails with EAGAIN and the sender is lost, whichever thread
+    // sends (the writer, or a FUSE thread sending its own record directly).
+    struct timeval tv;
+    tv.tv_sec = opts.ackTimeoutMs / 1000;
+    tv.tv_usec = (opts.ackTimeoutMs % 1000) * 1000;
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
   s->writer_ = std::thread([p = s.get()] { p->WriterLoop(); });
   s->acker_ = std::thread([p = s.get()] { p->AckLoop(); });
   return s;
@@ -165,16 +175,17 @@ void Sender::Lose(const char* code, const std::string& reason) {
 
 uint64_t Sender::Submit(Record&& r) {
   // A write larger than one frame's record limit goes as several records (the last seq covers all).
-  if (r.op == Op::Write && r.data.size() > wire::kMaxRecordData) {
+  if (r.op == Op::Write && r.Size() > wire::kMaxRecordData) {
     uint64_t last = 0;
     size_t off = 0;
-    while (off < r.data.size()) {
-      size_t n = std::min(wire::kMaxRecordData, r.data.size() - off);
+    while (off < r.Size()) {
+      size_t n = std::min(wire::kMaxRecordData, r.Size() - off);
       Record part;
       part.op = Op::Write;
       part.path = r.path;
       part.offset = r.offset + off;
-      part.data.assign(r.data.begin() + off, r.data.begin() + off + n);
+      part.borrowed = r.Bytes() + off;  // still valid: we are inside the caller's Submit
+      part.borrowed_len = n;
       last = Submit(std::move(part));
       off += n;
     }
@@ -184,6 +195,20 @@ uint64_t Sender::Submit(Record&& r) {
   bool overflow = false;
   bool direct = false;
   uint64_t seq;
+  // Small records (the latency-bound case: a 4 KiB write, an fsync, metadata) are sent by the
+  // submitting thread itself when nothing is queued: no hand-off to the writer thread. Large ones
+  // go to the writer thread, which encrypts them while the submitting threads go on (concurrent
+  // writeback writes overlap). Lent bytes can only be sent from here: a record that will be
+  // queued owns a copy (made outside the lock).
+  const bool small = bytes <= kDirectMax;
+  if (r.borrowed) {
+    bool own = !small;
+    if (!own) {
+      std::lock_guard<std::mutex> lk(mu_);
+      own = !queue_.empty() || sending_;
+    }
+    if (own) r.Own();
+  }
   {
     std::lock_guard<std::mutex> lk(mu_);
     seq = ++nextSeq_;
@@ -194,7 +219,7 @@ uint64_t Sender::Submit(Record&& r) {
     p.rec.path = r.path;
     p.rec.path2 = r.path2;
     p.rec.offset = r.offset;
-    p.rec.length = r.op == Op::Write ? r.data.size() : r.length;
+    p.rec.length = r.op == Op::Write ? r.Size() : r.length;
     p.bytes = bytes;
     unacked_.push_back(std::move(p));
     if (lost_) return seq;
@@ -204,8 +229,12 @@ uint64_t Sender::Submit(Record&& r) {
       pendingBytes_ += bytes;
       // Nothing queued and nobody sending: send it from this thread (order is kept: whoever sends
       // next finds sending_ set, or finds this record already on the socket).
-      if (queue_.empty() && !sending_ && bytes <= kMaxFramePlain) direct = sending_ = true;
-      else queue_.push_back(std::move(r));
+      if (small && queue_.empty() && !sending_) {
+        direct = sending_ = true;
+      } else {
+        r.Own();  // rare: the state changed since the check above
+        queue_.push_back(std::move(r));
+      }
     }
   }
   if (overflow) {
@@ -221,7 +250,7 @@ uint64_t Sender::Submit(Record&& r) {
       sending_ = false;
     }
     queueCv_.notify_all();  // the writer (queued records) and Close (waits for !sending_)
-    if (!ok) Lose("ERR_RFS_LINK", std::string("link down: send to ") + peer_ + ": " + std::strerror(err));
+    if (!ok) LoseSend(err);
   } else {
     queueCv_.notify_one();
   }
@@ -242,6 +271,39 @@ bool Sender::WaitAcked(uint64_t seq) {
     }
   }
   return AckedLocked() >= seq;
+}
+
+bool Sender::WaitReply(uint64_t id, std::vector<uint8_t>& out, std::string& err, int idleTimeoutMs) {
+  std::unique_lock<std::mutex> lk(mu_);
+  size_t seen = 0;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(idleTimeoutMs);
+  while (true) {
+    auto it = replies_.find(id);
+    if (it != replies_.end() && it->second.done) {
+      Reply r = std::move(it->second);
+      replies_.erase(it);
+      if (r.status != 0) {
+        err = "the secondary could not answer: " + std::string(r.data.begin(), r.data.end());
+        return false;
+      }
+      out = std::move(r.data);
+      return true;
+    }
+    if (lost_) { err = "replication lost: " + lostReason_; replies_.erase(id); return false; }
+    size_t have = it == replies_.end() ? 0 : it->second.data.size();
+    if (have != seen) {
+      seen = have;
+      deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(idleTimeoutMs);
+    }
+    if (ackCv_.wait_until(lk, deadline) == std::cv_status::timeout) {
+      auto again = replies_.find(id);
+      if (again == replies_.end() || (!again->second.done && again->second.data.size() == seen)) {
+        err = "no answer from the secondary within " + std::to_string(idleTimeoutMs) + " ms";
+        replies_.erase(id);
+        return false;
+      }
+    }
+  }
 }
 
 bool Sender::WaitDurable(uint64_t seq) {
@@ -280,6 +342,15 @@ SenderStats Sender::Stats() {
   return s;
 }
 
+void Sender::LoseSend(int err) {
+  if (err == EAGAIN || err == EWOULDBLOCK) {
+    Lose("ERR_RFS_ACK_TIMEOUT", "the secondary " + peer_ + " stopped reading: a send stayed blocked for " +
+                                    std::to_string(opts_.ackTimeoutMs) + " ms");
+  } else {
+    Lose("ERR_RFS_LINK", std::string("link down: send to ") + peer_ + ": " + std::strerror(err));
+  }
+}
+
 bool Sender::SendBatch(std::vector<Record>& batch, size_t plain, std::vector<uint8_t>& out) {
   out.resize(kFrameHeader + plain + kTagLen);
   uint8_t* p = tx_.Begin(out.data(), plain);
@@ -290,7 +361,7 @@ bool Sender::SendBatch(std::vector<Record>& batch, size_t plain, std::vector<uin
     p = tx_.Update(p, r.path.data(), r.path.size());
     p = tx_.Update(p, r.path2.data(), r.path2.size());
     p = tx_.Update(p, r.name.data(), r.name.size());
-    p = tx_.Update(p, r.data.data(), r.data.size());
+    p = tx_.Update(p, r.Bytes(), r.Size());
   }
   tx_.Finish(p);
   batch.clear();  // frees the write data before the (possibly slow) send
@@ -332,7 +403,7 @@ void Sender::WriterLoop() {
     }
     queueCv_.notify_all();  // Close waits for !sending_
     if (!ok) {
-      Lose("ERR_RFS_LINK", std::string("link down: send to ") + peer_ + ": " + std::strerror(err));
+      LoseSend(err);
       return;
     }
   }
@@ -367,6 +438,19 @@ void Sender::AckLoop() {
       if (t == wire::kMsgAck && n - i >= wire::kAckLen) {
         OnAck(wire::Get64(&buf[i + 1]), wire::Get64(&buf[i + 9]));
         i += wire::kAckLen;
+      } else if (t == wire::kMsgReply && n - i >= wire::kReplyHeader) {
+        uint64_t id = wire::Get64(&buf[i + 1]);
+        bool last = buf[i + 9] != 0;
+        uint32_t status = wire::Get32(&buf[i + 10]);
+        {
+          std::lock_guard<std::mutex> lk(mu_);
+          Reply& r = replies_[id];
+          r.data.insert(r.data.end(), buf.begin() + static_cast<std::ptrdiff_t>(i + wire::kReplyHeader), buf.begin() + static_cast<std::ptrdiff_t>(n));
+          r.done = last;
+          r.status = status;
+        }
+        ackCv_.notify_all();
+        i = n;
       } else if (t == wire::kMsgFailed && n - i >= 17) {
         uint64_t seq = wire::Get64(&buf[i + 1]);
         int err = static_cast<int>(wire::Get32(&buf[i + 9]));

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -77,6 +78,11 @@ class Sender : public ChangeSink, public std::enable_shared_from_this<Sender> {
   using LostFn = std::function<void(const std::string& code, const std::string& reason)>;
   void OnLost(LostFn fn);
 
+  // Waits for the complete reply to the request record `id` (the seq Submit returned for a Sums
+  // record): the concatenated payload in `out`. False with `err` when the sender is lost, the
+  // secondary reported an error, or no part arrived for idleTimeoutMs.
+  bool WaitReply(uint64_t id, std::vector<uint8_t>& out, std::string& err, int idleTimeoutMs);
+
   SenderStats Stats();
   std::string Peer() const { return peer_; }
   bool Lost();
@@ -89,6 +95,7 @@ class Sender : public ChangeSink, public std::enable_shared_from_this<Sender> {
  private:
   Sender(int fd, const SenderOptions& opts);
   void Lose(const char* code, const std::string& reason);
+  void LoseSend(int err);  // a failed send (errno)
   void WriterLoop();
   // Encrypts `batch` into one frame in `out` and sends it. Called by whoever holds sending_.
   bool SendBatch(std::vector<Record>& batch, size_t plain, std::vector<uint8_t>& out);
@@ -118,6 +125,8 @@ class Sender : public ChangeSink, public std::enable_shared_from_this<Sender> {
   bool lost_ = false;
   std::string lostCode_, lostReason_;
   std::vector<LostFn> lostFns_;
+  struct Reply { std::vector<uint8_t> data; bool done = false; uint32_t status = 0; };
+  std::map<uint64_t, Reply> replies_;  // by request id (guarded by mu_, signalled on ackCv_)
 
   std::mutex closeMu_;
   bool closed_ = false;

@@ -3,6 +3,9 @@
 //   0x02 ack:     u64 received (all records up to it were received), u64 applied (applied, and
 //                 for Fsync made durable, on the secondary)
 //   0x03 failed:  u64 seq, i32 errno, u32 path length, path (the secondary could not apply seq)
+//   0x04 reply:   u64 id (the seq of the request record, e.g. Sums), u8 last (1: final part),
+//                 u32 status (0 ok; else the rest is an error text), then the payload to the end of
+//                 the frame (parts are concatenated in order; a reply message is alone in its frame)
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -12,7 +15,9 @@
 
 namespace ha::rfs::wire {
 
-enum : uint8_t { kMsgRecord = 1, kMsgAck = 2, kMsgFailed = 3 };
+enum : uint8_t { kMsgRecord = 1, kMsgAck = 2, kMsgFailed = 3, kMsgReply = 4 };
+constexpr size_t kReplyHeader = 1 + 8 + 1 + 4;
+constexpr size_t kReplyPart = 1u << 20;  // payload bytes per reply frame
 
 // type(1) seq(8) op(1) offset(8) length(8) mode(4) flags(4) uid(4) gid(4) rdev(8)
 // atime(16) mtime(16) pathLen(4) path2Len(4) nameLen(4) dataLen(4)
@@ -28,7 +33,7 @@ inline uint64_t Get64(const uint8_t* p) { uint64_t v = 0; for (int i = 7; i >= 0
 inline uint32_t Get32(const uint8_t* p) { uint32_t v = 0; for (int i = 3; i >= 0; i--) v = (v << 8) | p[i]; return v; }
 
 inline size_t EncodedSize(const Record& r) {
-  return kRecordHeader + r.path.size() + r.path2.size() + r.name.size() + r.data.size();
+  return kRecordHeader + r.path.size() + r.path2.size() + r.name.size() + r.Size();
 }
 
 inline void EncodeHeader(const Record& r, uint8_t h[kRecordHeader]) {
@@ -50,7 +55,7 @@ inline void EncodeHeader(const Record& r, uint8_t h[kRecordHeader]) {
   p = Put32(p, static_cast<uint32_t>(r.path.size()));
   p = Put32(p, static_cast<uint32_t>(r.path2.size()));
   p = Put32(p, static_cast<uint32_t>(r.name.size()));
-  Put32(p, static_cast<uint32_t>(r.data.size()));
+  Put32(p, static_cast<uint32_t>(r.Size()));
 }
 
 // Decodes one record at p (n bytes available, p[0] == kMsgRecord). Returns the bytes consumed,

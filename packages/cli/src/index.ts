@@ -16,4 +16,4 @@
  *
  * @packageDocumentation
  */
-export { main, UsageError, DaemonRunningError, ControlSocketError, formatStatus } from './main.js';
+export { main, UsageError, DaemonRunningError, ControlSocketError, formatStatus, formatVerify, formatReplication } from './main.js';

@@ -1,10 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { HaError, isHaError, type LogEntry } from '@ha/interface';
-import { replicator } from '@ha/replicator';
+import { replicator, type DirReplicationStatus, type DirVerifyReport } from '@ha/replicator';
 import {
-  controlRequest, createCluster, formatEntry, fromUserConfig, loadClusterDescription, loadUserConfig, serveControl,
-  type ClusterStatus, type MirrorStatus,
+  controlRequest, createCluster, formatEntry, fromUserConfig, loadClusterDescription, loadUserConfig, mergeClusterInits, serveControl,
+  type ClusterInit, type ClusterStatus, type MirrorStatus,
 } from '@ha/cluster';
 
 /** Bad command-line arguments. @public */
@@ -31,33 +31,36 @@ commands:
   start | stop | prim | second | swap | restart
             control the local daemon's module
   logs      show the module log (-n lines)
+  verify    compare the replicated directories with the secondary's copies by block checksums
+            (on the primary); exit code 3 when they differ
 
 options for run and check:
   --cluster FILE     cluster description (cluster.xml: nodes and their addresses)      [required]
-  --config FILE      module configuration (userconfig.xml)                              [required]
+  --config FILE      module configuration (userconfig.xml), mirror or farm              [required]
+                     (repeat it to run several modules in one daemon: one mirror, farms)
   --node NAME        this node's name in cluster.xml                                    [required for run]
   --key-file FILE    shared cluster key (or the HA_CLUSTER_KEY environment variable)    [required for run]
   --state-dir DIR    persisted state and logs (default /var/lib/ha)
   --log-dir DIR      module and application logs (default: the state dir)
   --scripts DIR      start_prim / stop_prim directory (default: bin/ beside userconfig.xml)
-  --module NAME      module name (default mirror)
+  --module NAME      module name (default mirror, or farm for a farm module)
   --preset NAME      failure-detection preset: default | fast | lan | wan (overrides <heart pulse timeout>)
   --no-autostart     stay STOP until \`ha start\`
 options for control commands:
-  --module NAME | -m NAME   module (default mirror)
-  --socket PATH      control socket (default /run/ha/<module>.sock)
+  --module NAME | -m NAME   module (default mirror); also picks the module in a daemon running several
+  --socket PATH      control socket (default /run/ha/<module>.sock; run: named by its first module)
   --json             print JSON
   -n N               number of log lines (logs)
 `;
 
 const OPTIONS: ParseArgsConfig['options'] = {
-  cluster: { type: 'string' }, config: { type: 'string' }, node: { type: 'string' }, 'key-file': { type: 'string' },
+  cluster: { type: 'string' }, config: { type: 'string', multiple: true }, node: { type: 'string' }, 'key-file': { type: 'string' },
   'state-dir': { type: 'string' }, 'log-dir': { type: 'string' }, scripts: { type: 'string' }, module: { type: 'string', short: 'm' },
   preset: { type: 'string' }, 'no-autostart': { type: 'boolean' }, socket: { type: 'string' }, json: { type: 'boolean' },
   n: { type: 'string' }, help: { type: 'boolean', short: 'h' },
 };
 
-type Values = Record<string, string | boolean | undefined>;
+type Values = Record<string, string | boolean | string[] | undefined>;
 
 /** Runs the `ha` command with `argv` (without node and script); returns the exit code. @public */
 export async function main(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s + '\n'), err: (s: string) => void = (s) => process.stderr.write(s + '\n')): Promise<number> {
@@ -74,14 +77,20 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
   if (positionals.length > 1) { err(`ha: unexpected argument '${positionals[1]}'\n\n${USAGE}`); return 2; }
   const module = (values.module as string | undefined) ?? 'mirror';
   const socket = (values.socket as string | undefined) ?? `/run/ha/${module}.sock`;
+  const target = values.module ? { module: values.module as string } : {};
   try {
     switch (cmd) {
-      case 'run': return await run(values, module, socket, out, err);
+      case 'run': return await run(values, out, err);
       case 'check': return await check(values, out);
       case 'state': {
         const st = await controlRequest(socket, { cmd: 'state' }) as ClusterStatus;
         out(values.json ? JSON.stringify(st) : formatStatus(st));
         return 0;
+      }
+      case 'verify': {
+        const reports = await controlRequest(socket, { cmd: 'verify' } as unknown as Parameters<typeof controlRequest>[1], 6 * 3600_000) as DirVerifyReport[];
+        out(values.json ? JSON.stringify(reports) : formatVerify(reports));
+        return reports.some((r) => r.differences.length > 0) ? 3 : 0;
       }
       case 'logs': {
         const n = values.n === undefined ? 100 : Number(values.n);
@@ -91,7 +100,7 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
         return 0;
       }
       case 'start': case 'stop': case 'prim': case 'second': case 'swap': case 'restart': {
-        const st = await controlRequest(socket, { cmd }) as ClusterStatus;
+        const st = await controlRequest(socket, { cmd, ...target }) as ClusterStatus;
         out(values.json ? JSON.stringify(st) : `${cmd}: done\n${formatStatus(st)}`);
         return 0;
       }
@@ -113,19 +122,33 @@ function need(values: Values, name: string): string {
 
 async function loadConfigs(values: Values) {
   const clusterFile = need(values, 'cluster');
-  const configFile = need(values, 'config');
+  const files = (values.config as string[] | undefined) ?? [];
+  if (!files.length) throw new UsageError('--config is required');
   const cluster = await loadClusterDescription(clusterFile);
-  const config = await loadUserConfig(configFile);
-  return { cluster, config };
+  const configs = await Promise.all(files.map((f) => loadUserConfig(f)));
+  return { cluster, configs };
+}
+
+/** Module names: --module for a single config, else each module's mode (farm, farm2, ... when several farms). */
+function moduleNames(values: Values, modes: Array<'mirror' | 'farm'>): string[] {
+  if (modes.length === 1 && typeof values.module === 'string') return [values.module];
+  if (modes.length > 1 && typeof values.module === 'string') throw new UsageError('--module names one module; with several --config files each module is named after its mode (mirror, farm, farm2, ...)');
+  let farms = 0;
+  return modes.map((m) => (m === 'mirror' ? 'mirror' : ++farms === 1 ? 'farm' : `farm${farms}`));
 }
 
 async function check(values: Values, out: (s: string) => void): Promise<number> {
-  const { cluster, config } = await loadConfigs(values);
+  const { cluster, configs } = await loadConfigs(values);
   const nodes = [...new Set(cluster.lans.flatMap((l) => l.nodes.map((n) => n.name)))];
   const node = (values.node as string | undefined) ?? nodes[0]!;
-  const { notes } = fromUserConfig(config, cluster, { node, key: 'x'.repeat(32), stateDir: '/nonexistent' });
-  out(`ok: ${config.source}: ${config.mode} module on ${nodes.join(', ')}`);
-  for (const n of [...cluster.warnings.map((w) => `${w.file}:${w.line}:${w.column}: ${w.message} (at ${w.path})`), ...notes]) out(`warning: ${n}`);
+  const names = moduleNames(values, configs.map((c) => c.mode));
+  const built = configs.map((config, i) => ({ config, ...fromUserConfig(config, cluster, { node, key: 'x'.repeat(32), stateDir: '/nonexistent', module: names[i]!, allowPlaceholders: true }) }));
+  if (built.length > 1) mergeClusterInits(built.map((b) => b.init));
+  for (const { config, notes } of built) {
+    out(`ok: ${config.source}: ${config.mode} module on ${nodes.join(', ')}`);
+    for (const n of notes) out(`warning: ${n}`);
+  }
+  for (const w of cluster.warnings) out(`warning: ${w.file}:${w.line}:${w.column}: ${w.message} (at ${w.path})`);
   return 0;
 }
 
@@ -144,25 +167,32 @@ async function readKey(values: Values): Promise<string> {
   throw new UsageError('a shared cluster key is required: --key-file FILE or the HA_CLUSTER_KEY environment variable');
 }
 
-async function run(values: Values, module: string, socket: string, out: (s: string) => void, err: (s: string) => void): Promise<number> {
+async function run(values: Values, out: (s: string) => void, err: (s: string) => void): Promise<number> {
   const node = need(values, 'node');
   const key = await readKey(values);
-  const { cluster: desc, config } = await loadConfigs(values);
+  const { cluster: desc, configs } = await loadConfigs(values);
   const preset = values.preset as string | undefined;
   if (preset !== undefined && !['default', 'fast', 'lan', 'wan'].includes(preset)) throw new UsageError(`--preset must be default, fast, lan or wan; got '${preset}'`);
-  const { init, notes } = fromUserConfig(config, desc, {
-    node, key, module,
+  if (configs.length > 1 && values.scripts) throw new UsageError('--scripts applies to one module; with several --config files each module uses bin/ beside its userconfig.xml');
+  const names = moduleNames(values, configs.map((c) => c.mode));
+  const module = names[0]!;
+  const socket = (values.socket as string | undefined) ?? `/run/ha/${module}.sock`;
+  const built = configs.map((config, i) => fromUserConfig(config, desc, {
+    node, key, module: names[i]!,
     stateDir: (values['state-dir'] as string | undefined) ?? '/var/lib/ha',
     ...(values['log-dir'] ? { logDir: values['log-dir'] as string } : {}),
     ...(values.scripts ? { scriptsDir: values.scripts as string } : {}),
     ...(preset ? { preset: preset as 'default' } : {}),
-  });
+  }));
+  const init: ClusterInit = built.length === 1 ? built[0]!.init : mergeClusterInits(built.map((b) => b.init));
+  const notes = built.flatMap((b) => b.notes);
+  const config = configs.find((c) => c.mode === 'mirror');
   // Refuse to take over the control socket of a daemon that is running (serveControl replaces the
   // socket file, which would leave that daemon running but unreachable).
   const other = await controlRequest(socket, { cmd: 'state' }, 3000).then((st) => st as ClusterStatus, () => undefined);
   if (other) throw new DaemonRunningError(`a daemon (node ${other.node}) is already running on the control socket ${socket}; stop it first, or give this one another --socket`);
-  const dirs = config.rfs?.replicated.map((r) => r.dir) ?? [];
-  if (dirs.length) init.mirror.data = replicator({ dirs });
+  const dirs = config?.rfs?.replicated.map((r) => r.dir) ?? [];
+  if (dirs.length && init.mirror) init.mirror.data = replicator({ dirs });
   const print = (e: LogEntry) => out(values.json ? JSON.stringify(e) : formatEntry(e));
   const cluster = await createCluster({ ...init, onLog: print, autoStart: !values['no-autostart'], start: false });
   for (const n of notes) cluster.log.warn('config', n);
@@ -201,7 +231,7 @@ async function run(values: Values, module: string, socket: string, out: (s: stri
   });
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
-  err(`ha: node ${node} running module ${module}; control socket ${socket}`);
+  err(`ha: node ${node} running module${names.length > 1 ? 's' : ''} ${names.join(', ')}; control socket ${socket}`);
   await new Promise<never>(() => {});
   return 0;
 }
@@ -215,8 +245,44 @@ export function formatStatus(st: ClusterStatus): string {
       `  data: ${m.uptodate ? 'up to date' : 'not known up to date'}, epoch ${m.epoch}${m.preferred ? `, preferred primary ${m.preferred}` : ''}${m.failover ? '' : ', failover off'}`,
       `  peer ${m.peer.name}: ${m.peer.heard ? `${m.peer.state ?? '?'}${m.peer.state === 'SECOND' ? (m.peer.ready ? ' (Ready)' : ' (Transient)') : ''}` : 'not heard'}`,
     ];
+    lines.push(...formatReplication((m as MirrorStatus & { replication?: DirReplicationStatus[] }).replication));
     if (m.vip) lines.push(`  vip ${m.vip.address} on ${m.vip.interface}: ${m.vip.held ? 'held by this node' : 'not held'}`);
     lines.push(`  application: ${m.app.running ? 'running' : 'stopped'}`);
     return lines.join('\n');
-  }).join('\n');
+  }).concat((st.farms ?? []).map((f) => [
+    `module ${f.module} (farm) on ${f.node}: ${f.state} [${f.colour}] since ${f.since}`,
+    `  last decision: ${f.lastReason}`,
+    ...(f.vip ? [`  vip ${f.vip.address} on ${f.vip.interface}, virtual MAC ${f.vip.vmac}`] : []),
+    `  share (of ${f.bucketCount} buckets):`,
+    ...f.shares.map((s) => `    ${s.node.padEnd(12)} ${String(s.state).padEnd(7)} ${s.alive ? '' : '(not heard) '}${s.buckets} buckets, ${s.pct}%`),
+  ].join('\n'))).join('\n');
+}
+
+function mib(n: number): string { return `${(n / 1048576).toFixed(1)} MiB`; }
+
+/** `ha state` lines for the replicated directories (when the daemon reports them). @public */
+export function formatReplication(dirs: DirReplicationStatus[] | undefined): string[] {
+  if (!Array.isArray(dirs)) return [];
+  return dirs.map((d) => {
+    let line = `  replication ${d.dir}: ${d.role}${d.state ? ` ${d.state}` : ''}`;
+    const p = d.progress;
+    if (p) {
+      const pct = p.bytesTotal > 0 ? Math.floor((100 * p.bytesDone) / p.bytesTotal) : 0;
+      line += `, ${p.kind === 'full' ? 'first synchronisation' : 'reintegration'} ${pct}%: ${p.filesDone}/${p.filesTotal} entries, ${mib(p.bytesDone)}/${mib(p.bytesTotal)}, ${mib(p.rate)}/s, ETA ${p.etaS < 0 ? '?' : `${Math.round(p.etaS)} s`}`;
+    } else if (d.last) {
+      line += `, last ${d.last.kind === 'full' ? 'first synchronisation' : 'reintegration'} ${d.last.at}: ${d.last.entries} entries, ${mib(d.last.bytesSent)} sent in ${Math.round(d.last.ms)} ms`;
+    }
+    if (d.dirtyEntries) line += `, ${d.dirtyEntries} entries to copy`;
+    return line;
+  });
+}
+
+/** `ha verify` output: one line per difference, then a summary per directory. @public */
+export function formatVerify(reports: DirVerifyReport[]): string {
+  const lines: string[] = [];
+  for (const r of reports) {
+    for (const d of r.differences) lines.push(`${r.dir}/${d.path}: ${d.kind}: ${d.detail}`);
+    lines.push(`${r.dir}: ${r.differences.length === 0 ? 'identical' : `${r.differences.length} difference(s)`} (${r.entries} entries, ${mib(r.bytes)} compared in ${Math.round(r.ms)} ms)`);
+  }
+  return lines.join('\n');
 }

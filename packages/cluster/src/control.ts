@@ -14,7 +14,7 @@ export const CONTROL_COMMANDS = ['state', 'start', 'stop', 'prim', 'second', 'sw
 export type ControlCommand = (typeof CONTROL_COMMANDS)[number];
 
 /** A request on the control socket. @public */
-export interface ControlRequest { cmd: ControlCommand; lines?: number }
+export interface ControlRequest { cmd: ControlCommand; lines?: number; /** The module, in a daemon running several (default: the mirror, or the only farm). */ module?: string }
 /** An answer on the control socket. @public */
 export type ControlResponse = { ok: true; result?: unknown } | { ok: false; error: { code: string; message: string } };
 
@@ -69,7 +69,7 @@ async function handle(cluster: Cluster, line: string): Promise<ControlResponse> 
   try {
     if (req.cmd === 'state') return { ok: true, result: await cluster.getStatus() };
     if (req.cmd === 'logs') return { ok: true, result: cluster.logs(typeof req.lines === 'number' ? req.lines : 100) };
-    await cluster.command(req.cmd);
+    await cluster.command(req.cmd, typeof req.module === 'string' ? req.module : undefined);
     return { ok: true, result: await cluster.getStatus() };
   } catch (err) {
     return { ok: false, error: { code: isHaError(err) ? err.code : 'ERR_INTERNAL', message: (err as Error).message } };

@@ -8,8 +8,10 @@ import type { ModuleLog } from '@ha/interface';
 import type { NetworkInit } from '@ha/membership';
 import type { VipInit } from '@ha/vip';
 import { execChecker, interfaceChecker, ipChecker, pingChecker, processChecker, tcpChecker, type CheckerAction, type CheckerRule, type WitnessInit, type WitnessTarget } from '@ha/checkers';
-import type { ClusterInit } from './cluster.js';
-import { ConfigError, checkUserConfigAgainstCluster, formatConfigWarning, type ClusterDescription, type UserConfig } from './config/index.js';
+import type { FarmRule } from '@ha/farm-filter';
+import type { ClusterInit, FarmInit } from './cluster.js';
+import { ConfigError, checkUserConfigAgainstCluster, formatConfigWarning, type ClusterDescription, type ConfigLocation, type UserConfig } from './config/index.js';
+import { isPlaceholder } from './config/read.js';
 
 /** Options of {@link fromUserConfig}. @public */
 export interface FromUserConfigOptions {
@@ -18,7 +20,7 @@ export interface FromUserConfigOptions {
   key: string | Uint8Array;
   stateDir: string;
   logDir?: string;
-  /** Module name (default: 'mirror'). */
+  /** Module name (default: 'mirror', or 'farm' for a farm module). */
   module?: string;
   /** Directory of start_prim / stop_prim (default: `bin/` beside userconfig.xml if it exists, else that directory). */
   scriptsDir?: string;
@@ -27,17 +29,17 @@ export interface FromUserConfigOptions {
   /** Default heartbeat UDP port when neither cluster.xml nor the lan gives one (default 8888). */
   defaultPort?: number;
   log?: ModuleLog;
+  /**
+   * Accept stock placeholders (`VIRTUAL_IP_ADDR_TO_BE_DEFINED`, `TCP_PORT_TO_BE_DEFINED`) in a farm
+   * module, leaving them out of the result with a note (`ha check`). Default false: they are errors.
+   */
+  allowPlaceholders?: boolean;
 }
 
 /** Builds a {@link ClusterInit} from a loaded userconfig.xml and cluster.xml. Throws ConfigError. @public */
 export function fromUserConfig(config: UserConfig, cluster: ClusterDescription, opts: FromUserConfigOptions): { init: ClusterInit; notes: string[] } {
   const file = config.source ?? 'userconfig.xml';
   const notes: string[] = config.warnings.map(formatConfigWarning);
-  if (config.mode !== 'mirror') {
-    throw new ConfigError(`${file}: mode="${config.mode}" is not supported by this version of the daemon (mirror only; the farm module comes in a later release)`, {
-      file, line: 1, column: 1, path: 'safe/service', reason: 'invalid-value', attribute: 'mode', value: config.mode,
-    });
-  }
   checkUserConfigAgainstCluster(config, cluster);
   const nodes = new Set(cluster.lans.flatMap((l) => l.nodes.map((n) => n.name)));
   if (!nodes.has(opts.node)) {
@@ -45,6 +47,7 @@ export function fromUserConfig(config: UserConfig, cluster: ClusterDescription, 
       file: cluster.source ?? 'cluster.xml', line: 1, column: 1, path: 'cluster', reason: 'reference', value: opts.node,
     });
   }
+  if (config.mode === 'farm') return { init: farmInit(config, cluster, opts, notes), notes };
   const heartbeats = config.heart?.heartbeats.length ? config.heart.heartbeats : [{ name: cluster.lans[0]!.name }];
   const networks: NetworkInit[] = heartbeats.map((hb) => {
     const lan = cluster.lans.find((l) => l.name === hb.name)!;
@@ -169,4 +172,121 @@ async function execForWitness(file: string, args: string[], signal: AbortSignal)
     ch.once('error', () => resolve(false));
     ch.once('close', (code) => resolve(code === 0));
   });
+}
+
+function configError(file: string, loc: ConfigLocation | undefined, path: string, message: string, attribute?: string, value?: string): ConfigError {
+  return new ConfigError(`${file}${loc ? `:${loc.line}:${loc.column}` : ''}: ${message}`, {
+    file, line: loc?.line ?? 1, column: loc?.column ?? 1, path: loc?.path ?? path, reason: 'invalid-value',
+    ...(attribute ? { attribute } : {}), ...(value !== undefined ? { value } : {}),
+  });
+}
+
+/** A farm module: `<farm><lan/>` (membership over N nodes), `<virtual_addr>`, `<loadbalancing_list>`, `<tcp>` checker. */
+function farmInit(config: UserConfig, cluster: ClusterDescription, opts: FromUserConfigOptions, notes: string[]): ClusterInit {
+  const file = config.source ?? 'userconfig.xml';
+  const lanNames = config.farm?.lans.length ? config.farm.lans.map((l) => l.name) : [cluster.lans[0]!.name];
+  const networks: NetworkInit[] = lanNames.map((name) => {
+    const lan = cluster.lans.find((l) => l.name === name)!;
+    return { name, port: lan.port ?? cluster.port ?? opts.defaultPort ?? 8888, addresses: Object.fromEntries(lan.nodes.map((n) => [n.name, n.addr])) };
+  });
+  if (config.heart) notes.push(`${file}: <heart> is ignored in a farm module (its membership runs over the <farm> lans)`);
+  const itfs = (config.vip?.interfaces ?? []).filter((i) => i.virtualInterface);
+  const addrs = itfs.flatMap((i) => i.virtualInterface!.addrs.map((a) => ({ a, itf: i })));
+  if (config.vip?.interfaces.some((i) => i.realInterface)) notes.push(`${file}: <real_interface> is ignored in a farm module (the VIP is a <virtual_interface>)`);
+  const first = addrs[0];
+  if (!first) throw configError(file, config.vip?.interfaces[0]?.loc ?? config.loc, 'safe/service/vip', 'a farm module needs <vip><interface_list><interface><virtual_interface><virtual_addr addr="..."/>');
+  if (addrs.length > 1) notes.push(`${file}: several virtual addresses are configured; this version load-balances the first (${first.a.addr}) only`);
+  const placeholderVip = isPlaceholder(first.a.addr);
+  if (placeholderVip && !opts.allowPlaceholders) throw configError(file, first.a.loc, 'virtual_addr', `addr="${first.a.addr}" on <virtual_addr> is not defined yet: give the farm's virtual IP address`, 'addr', first.a.addr);
+  const type = first.itf.virtualInterface!.type;
+  if (type !== undefined && type !== 'vmac_directed') notes.push(`${file}: <virtual_interface type="${type}">: this version always uses a virtual MAC (vmac_directed)`);
+
+  const rules: FarmRule[] = [];
+  for (const g of config.vip?.loadBalancing ?? []) {
+    for (const r of g.rules) {
+      if (r.port === undefined) {
+        if (!opts.allowPlaceholders) throw configError(file, r.loc, 'rule', `port on <rule> of group '${g.group}' is not defined yet: give the load-balanced port`, 'port');
+        continue;
+      }
+      if (r.filter === 'on_ipid') throw configError(file, r.loc, 'rule', `filter="on_ipid" on <rule port="${r.port}"> of group '${g.group}' is not supported by this version (on_addr or on_port)`, 'filter', r.filter);
+      rules.push({ port: r.port, proto: r.proto, filter: r.filter });
+    }
+  }
+  if (!rules.length && !opts.allowPlaceholders) throw configError(file, config.loc, 'safe/service/vip', 'a farm module needs <loadbalancing_list><group><rule port="..." proto="tcp" filter="on_addr|on_port"/>');
+
+  const tcp = config.check?.tcp ?? [];
+  let check: FarmInit['check'];
+  const t0 = tcp[0];
+  if (t0) {
+    if (t0.to.port === undefined || isPlaceholder(t0.to.addr)) {
+      if (!opts.allowPlaceholders) throw configError(file, t0.loc, 'tcp', `<tcp ident="${t0.ident}">: <to addr port> is not defined yet`);
+    } else {
+      check = {
+        host: t0.to.addr, port: t0.to.port,
+        ...(t0.to.interval ? { intervalMs: t0.to.interval * 1000 } : {}),
+        ...(t0.to.timeout ? { timeoutMs: t0.to.timeout * 1000 } : {}),
+      };
+    }
+    if (tcp.length > 1) notes.push(`${file}: several <tcp> checkers; this version runs the first ('${t0.ident}') only`);
+  }
+  const c = config.check;
+  if (c && [c.ping, c.intf, c.ip, c.custom, c.module, c.splitbrain].some((a) => a.length)) notes.push(`${file}: <check> checkers other than <tcp> are parsed but not enforced by this version`);
+  if (config.errd?.procs.length) notes.push(`${file}: <errd> process checkers are parsed but not enforced by this version (they come with @ha/checkers)`);
+
+  const base = config.source ? dirname(config.source) : process.cwd();
+  const scriptsDir = opts.scriptsDir ?? (existsSync(join(base, 'bin')) ? join(base, 'bin') : base);
+  const user = config.user;
+  const itfName = first.itf.extra?.name;
+  const farm: FarmInit = {
+    name: opts.module ?? 'farm',
+    vip: first.a.addr,
+    ...(itfName ? { interface: itfName } : {}),
+    rules,
+    scripts: { dir: scriptsDir },
+    ...(check ? { check } : {}),
+    ...(user ? { niceStopTimeoutMs: user.niceStopTimeoutS * 1000, forceStopTimeoutMs: user.forceStopTimeoutS * 1000 } : {}),
+  };
+  return {
+    node: opts.node,
+    key: opts.key,
+    networks,
+    stateDir: opts.stateDir,
+    ...(opts.logDir ? { logDir: opts.logDir } : {}),
+    ...(opts.preset ? { preset: opts.preset } : {}),
+    farm,
+  };
+}
+
+/**
+ * Runs several modules in one daemon (one membership): merges what {@link fromUserConfig} built
+ * for each module. At most one mirror module; the nodes must be the same; networks of the same
+ * name must agree; the mirror's heartbeat timing wins. Throws ConfigError.
+ * @public
+ */
+export function mergeClusterInits(inits: ClusterInit[]): ClusterInit {
+  const [head, ...rest] = inits;
+  if (!head) throw new ConfigError('no module to run', { file: '(command line)', line: 1, column: 1, path: 'config', reason: 'missing' });
+  const mirrors = inits.filter((i) => i.mirror);
+  if (mirrors.length > 1) throw new ConfigError(`several mirror modules (${mirrors.map((m) => m.mirror!.name).join(', ')}): one daemon runs at most one mirror module`, { file: '(command line)', line: 1, column: 1, path: 'config', reason: 'invalid-value' });
+  const nodesOf = (i: ClusterInit) => [...new Set(i.networks.flatMap((n) => Object.keys(n.addresses)))].sort().join(', ');
+  const networks = [...head.networks];
+  for (const i of rest) {
+    if (nodesOf(i) !== nodesOf(head)) throw new ConfigError(`modules run on different nodes (${nodesOf(head)} / ${nodesOf(i)})`, { file: '(command line)', line: 1, column: 1, path: 'config', reason: 'invalid-value' });
+    for (const n of i.networks) {
+      const same = networks.find((m) => m.name === n.name);
+      if (!same) networks.push(n);
+      else if (JSON.stringify(same) !== JSON.stringify(n)) throw new ConfigError(`network '${n.name}' differs between modules`, { file: '(command line)', line: 1, column: 1, path: 'config', reason: 'invalid-value' });
+    }
+  }
+  const timing = mirrors[0] ?? head;
+  const farms = inits.flatMap((i) => (i.farm === undefined ? [] : Array.isArray(i.farm) ? i.farm : [i.farm]));
+  const { mirror: _m, farm: _f, pulseMs: _p, timeoutMs: _t, ...common } = head;
+  return {
+    ...common,
+    networks,
+    ...(timing.pulseMs ? { pulseMs: timing.pulseMs } : {}),
+    ...(timing.timeoutMs ? { timeoutMs: timing.timeoutMs } : {}),
+    ...(mirrors[0] ? { mirror: mirrors[0].mirror! } : {}),
+    ...(farms.length ? { farm: farms } : {}),
+  };
 }

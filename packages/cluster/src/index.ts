@@ -30,7 +30,13 @@
  * @packageDocumentation
  */
 export { createCluster, Cluster, ClusterConfigError, MissingComponentError } from './cluster.js';
-export type { ClusterInit, ClusterEvents, ClusterStatus, ClusterComponents, ComponentFactory, MirrorInit } from './cluster.js';
+export type { ClusterInit, ClusterEvents, ClusterStatus, ClusterComponents, ComponentFactory, MirrorInit, FarmInit } from './cluster.js';
+export { FarmModule } from './farm/farm.js';
+export type { FarmStatus, FarmEvents, FarmStateChange, FarmMemberShare, FarmCommand } from './farm/farm.js';
+export { farmView, decideBuckets, extractFarmAnnounce } from './farm/decide.js';
+export type { FarmState, FarmAnnounce, FarmPeer } from './farm/decide.js';
+export { TcpCheck, tcpProbe } from './farm/tcp-check.js';
+export type { TcpCheckInit } from './farm/tcp-check.js';
 export { MirrorModule, CommandRefusedError, extractAnnounce } from './mirror/mirror.js';
 export type { Command, MirrorEvents, MirrorStatus, StateChange, MirrorOptions, MirrorParts } from './mirror/mirror.js';
 export type { DataReplication, DataContext, DataFactory, ReintegrationProgress } from '@ha/interface';
@@ -45,5 +51,5 @@ export { formatEntry, PersistentLog } from './module-log.js';
 export { serveControl, controlRequest, ControlError, CONTROL_COMMANDS } from './control.js';
 export type { ControlCommand, ControlRequest, ControlResponse } from './control.js';
 export * from './config/index.js';
-export { fromUserConfig } from './from-userconfig.js';
+export { fromUserConfig, mergeClusterInits } from './from-userconfig.js';
 export type { FromUserConfigOptions } from './from-userconfig.js';

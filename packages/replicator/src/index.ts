@@ -23,9 +23,13 @@
  * cluster.on('replica:progress', (p) => console.log(`reintegration ${p.bytesDone}/${p.bytesTotal} bytes`))
  * ```
  *
+ * The first synchronisation of a node (or after `prim` forced one) asks the secondary for its
+ * block checksums (SHA-256 per 64 KiB block) and sends only the blocks that differ; `verify()`
+ * compares both copies the same way and lists every difference (`ha verify`).
+ *
  * @packageDocumentation
  */
-export { replicator, ReplicatorConfigError, ReintegrationError } from './replicator.js';
-export type { ReplicatorInit } from './replicator.js';
+export { replicator, ReplicatorConfigError, ReintegrationError, VerifyUnavailableError } from './replicator.js';
+export type { ReplicatorInit, ReplicatorApi, DirVerifyReport, DirReplicationStatus } from './replicator.js';
 export { keepAside } from './keep-aside.js';
 export type { DivergedFile, DivergedReport, KeepAsideInit } from './keep-aside.js';

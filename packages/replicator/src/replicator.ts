@@ -16,7 +16,7 @@ import { keepAside, type DivergedReport } from './keep-aside.js';
 import { HaError, type DataContext, type DataReplication, type ReintegrationProgress } from '@ha/interface';
 import {
   connectSender, mountInterceptor, openDirtyTracker, openReplicatedDir, readOnlyBind, staleMountCleanup, startReceiver, undoReadOnlyBind,
-  type Interceptor, type ReplicatedDir, type RfsReceiver, type RfsSender,
+  type Interceptor, type ReplicatedDir, type ResyncResult, type RfsReceiver, type RfsSender, type VerifyDifference,
 } from '@ha/native';
 
 /** Configuration of {@link replicator}. @public */
@@ -26,15 +26,57 @@ export interface ReplicatorInit {
   /** TCP port of the secondary's receiver for the first directory; directory i uses port + i (default 5600). */
   port?: number;
   /**
-   * When a write returns to the application: 'written' (default): the secondary has applied it to
-   * its files; 'received': it has received it (faster; a secondary that takes over applies
-   * everything it received first).
+   * What the secondary has done when a change returns to the application: 'received' (default):
+   * it holds the change (authenticated, in order; a secondary that takes over applies everything
+   * it received first); 'written': it has applied it to its files, and an fsync also waits for
+   * the secondary's own fsync (one round trip more per fsync).
    */
   mode?: 'received' | 'written';
+  /**
+   * Which calls are synchronous with the secondary. 'write' (default): every `write()` and every
+   * metadata change returns only once the secondary has it. 'fsync': writes go to the kernel's
+   * page cache (much faster for streams of small or large writes) and reach the secondary at
+   * `fsync`/`fdatasync`, `O_SYNC`/`O_DSYNC` writes, `close` and background writeback, which return
+   * only once it has them; metadata changes stay synchronous. Risk: like any page cache, writes
+   * not yet at such a point are lost if the primary dies (node or process), and between two sync
+   * points the secondary receives the data in writeback order, not `write()` order.
+   */
+  durability?: 'write' | 'fsync';
   /** A secondary that does not acknowledge within this is declared lost: the primary goes ALONE (default 2000). */
   ackTimeoutMs?: number;
   /** Granularity of dirty tracking in bytes (power of two, default 1 MiB). */
   zoneBytes?: number;
+}
+
+/** The comparison of one replicated directory with the secondary's copy ({@link ReplicatorApi.verify}). @public */
+export interface DirVerifyReport {
+  dir: string;
+  /** Every difference (empty: identical). `path` is relative to `dir`. */
+  differences: VerifyDifference[];
+  entries: number;
+  bytes: number;
+  ms: number;
+}
+
+/** Where replication of one directory stands ({@link ReplicatorApi.status}). @public */
+export interface DirReplicationStatus {
+  dir: string;
+  role: 'primary' | 'secondary' | 'stopped';
+  /** Primary: alone (no secondary), attached (reintegrating), synced. */
+  state?: 'alone' | 'attached' | 'synced';
+  /** A reintegration / first synchronisation in progress. */
+  progress?: ReintegrationProgress & { kind: 'full' | 'resync'; startedAt: string };
+  /** The last finished one. */
+  last?: ResyncResult & { kind: 'full' | 'resync'; at: string };
+  /** Entries the dirty tracker holds (what a reintegration would copy). */
+  dirtyEntries?: number;
+}
+
+/** What the replicator adds to the DataReplication contract (verify, status). @public */
+export interface ReplicatorApi {
+  /** Compares every replicated directory with the secondary's copy by block checksums (primary, with a secondary attached). */
+  verify(): Promise<DirVerifyReport[]>;
+  status(): DirReplicationStatus[];
 }
 
 /** A replicator configuration error. @public */
@@ -58,6 +100,8 @@ interface DirState {
   /** The FUSE connection id of the interceptor's mount (/sys/fs/fuse/connections/<id>). */
   fuseId?: number | undefined;
   roBound?: boolean;
+  progress?: (ReintegrationProgress & { kind: 'full' | 'resync'; startedAt: string }) | undefined;
+  last?: (ResyncResult & { kind: 'full' | 'resync'; at: string }) | undefined;
 }
 
 /** Marker: this node's copy of the directory was fully in sync with its peer at some point. */
@@ -67,7 +111,7 @@ const IN_SYNC = 'in-sync';
  * Creates the data plane of a mirror module; give it as `mirror.data` to `createCluster()`.
  * @public
  */
-export function replicator(init: ReplicatorInit): (ctx: DataContext) => DataReplication {
+export function replicator(init: ReplicatorInit): (ctx: DataContext) => DataReplication & ReplicatorApi {
   validate(init);
   return (ctx) => new Replicator(init, ctx);
 }
@@ -88,12 +132,20 @@ function validate(init: ReplicatorInit): void {
     throw new ReplicatorConfigError('port', `must be a TCP port leaving room for ${init.dirs.length} directories, got ${init.port}`);
   }
   if (init.mode !== undefined && init.mode !== 'received' && init.mode !== 'written') throw new ReplicatorConfigError('mode', `must be 'received' or 'written', got ${JSON.stringify(init.mode)}`);
+  if (init.durability !== undefined && init.durability !== 'write' && init.durability !== 'fsync') throw new ReplicatorConfigError('durability', `must be 'write' or 'fsync', got ${JSON.stringify(init.durability)}`);
   if (init.ackTimeoutMs !== undefined && (!Number.isFinite(init.ackTimeoutMs) || init.ackTimeoutMs < 10)) throw new ReplicatorConfigError('ackTimeoutMs', `must be at least 10 ms, got ${init.ackTimeoutMs}`);
 }
 
 interface DirtyReply { t: 'dirty'; i: number; part: number; parts: number; fresh: boolean; entries: unknown[] }
 
-class Replicator extends EventEmitter<{ lost: [Error]; diverged: [DivergedReport] }> implements DataReplication {
+/** Not attached to a secondary: nothing to compare with. @public */
+export class VerifyUnavailableError extends HaError {
+  constructor(message: string) { super('ERR_VERIFY_UNAVAILABLE', message); }
+}
+
+function mib(n: number): string { return `${(n / 1048576).toFixed(1)} MiB`; }
+
+class Replicator extends EventEmitter<{ lost: [Error]; diverged: [DivergedReport] }> implements DataReplication, ReplicatorApi {
   readonly #dirs: DirState[];
   readonly #port: number;
   readonly #mode: 'received' | 'written';
@@ -103,7 +155,7 @@ class Replicator extends EventEmitter<{ lost: [Error]; diverged: [DivergedReport
   constructor(private readonly init: ReplicatorInit, private readonly ctx: DataContext) {
     super();
     this.#port = init.port ?? 5600;
-    this.#mode = init.mode ?? 'written';
+    this.#mode = init.mode ?? 'received';
     this.#channel = `rfs/${ctx.module}`;
     this.#dirs = init.dirs.map((d, index) => ({ dir: d.replace(/\/+$/, ''), index, trackerDir: join(ctx.stateDir, 'rfs', String(index)) }));
     for (const d of this.#dirs) mkdirSync(d.trackerDir, { recursive: true });
@@ -133,7 +185,21 @@ class Replicator extends EventEmitter<{ lost: [Error]; diverged: [DivergedReport
       this.#cleanStale(d);
       d.repl = openReplicatedDir({ dir: d.dir, stateDir: d.trackerDir, ...(this.init.zoneBytes ? { zoneBytes: this.init.zoneBytes } : {}) });
       d.repl.on('lost', (err: Error) => this.#lost(d, err));
-      d.interceptor = mountInterceptor({ dir: d.dir, sink: d.repl.sinkHandle });
+      d.repl.on('error', (err: Error) => {
+        // The tracker may have missed a change: only a full synchronisation is safe from now on.
+        this.#log.error('rfs:tracking', `${d.dir}: ${err.message}; the next reintegration will be a full synchronisation`);
+        rmSync(join(d.trackerDir, IN_SYNC), { force: true });
+      });
+      d.interceptor = mountInterceptor({ dir: d.dir, sink: d.repl.sinkHandle, writeback: this.init.durability === 'fsync' });
+      let lastRefusal = 0, quiet = 0;
+      d.interceptor.on('refused', (err) => {
+        // At most one line every 5 s (an application may retry in a loop).
+        const now = Date.now();
+        if (now - lastRefusal < 5000) { quiet++; return; }
+        this.#log.warn('rfs:refused', `${d.dir}: ${err.message}${quiet ? ` (and ${quiet} more refusals)` : ''}`, { code: err.code });
+        lastRefusal = now;
+        quiet = 0;
+      });
       d.fuseId = fuseConnectionId(d.dir);
       this.#log.info('rfs:primary', `${d.dir}: writes are intercepted and tracked (FUSE over the directory)`);
     }
@@ -203,24 +269,67 @@ class Replicator extends EventEmitter<{ lost: [Error]; diverged: [DivergedReport
         ...(this.init.ackTimeoutMs ? { ackTimeoutMs: this.init.ackTimeoutMs } : {}),
       });
       d.sender = sender;
-      d.repl.attachSender(sender);
+      // Held: nothing reaches the secondary before the resync below orders it after its copy.
+      d.repl.attachSender(sender, { holdUntilResync: true });
       const peerDirty = await this.#askDirty(peer, d.index, signal);
       const full = peerDirty.fresh || !existsSync(join(d.trackerDir, IN_SYNC));
-      const onProgress = (p: ReintegrationProgress) => { totals[d.index] = p; report(); };
+      const kind = full ? 'full' as const : 'resync' as const;
+      const startedAt = new Date().toISOString();
+      let lastLog = Date.now();
+      const onProgress = (p: ReintegrationProgress) => {
+        totals[d.index] = p;
+        d.progress = { ...p, kind, startedAt };
+        report();
+        if (Date.now() - lastLog >= 5000) {
+          lastLog = Date.now();
+          this.#log.info('rfs:progress', `${d.dir}: ${kind === 'full' ? 'first synchronisation' : 'reintegration'} of ${peer}: ${p.filesDone}/${p.filesTotal} entries, ${mib(p.bytesDone)}/${mib(p.bytesTotal)}, ${mib(p.rate)}/s, about ${p.etaS < 0 ? '?' : Math.round(p.etaS)} s left`, { ...p });
+        }
+      };
       d.repl.on('progress', onProgress);
+      let r: ResyncResult;
       try {
         if (full) {
-          this.#log.info('rfs:resync', `${d.dir}: full synchronisation of ${peer} (${peerDirty.fresh ? 'its copy was never in sync' : 'no record of a previous synchronisation here'})`);
-          await d.repl.fullSync({ signal });
+          this.#log.info('rfs:resync', `${d.dir}: full synchronisation of ${peer} (${peerDirty.fresh ? 'its copy was never in sync' : 'no record of a previous synchronisation here'}): its block checksums first, then only what differs`);
+          r = await d.repl.fullSync({ signal });
         } else {
           this.#log.info('rfs:resync', `${d.dir}: reintegrating ${peer}: what changed here while it was away, and ${peerDirty.entries.length} entries it may have changed itself`);
-          await d.repl.resync(peerDirty.entries as never, { signal });
+          r = await d.repl.resync(peerDirty.entries as never, { signal });
         }
       } finally {
         d.repl.off('progress', onProgress);
+        d.progress = undefined;
       }
+      d.last = { ...r, kind, at: new Date().toISOString() };
+      this.#log.info('rfs:synced', `${d.dir}: ${peer} in sync after ${Math.round(r.ms)} ms: ${r.entries} entries, ${mib(r.bytesSent)} sent${full ? `, ${mib(r.bytesMatched ?? 0)} already there (${r.filesIdentical ?? 0} identical files)${r.sumsError ? `; no checksums from the peer (${r.sumsError}): copied whole` : ''}` : ''}`, { ...r });
       writeFileSync(join(d.trackerDir, IN_SYNC), new Date().toISOString() + '\n');
     }
+  }
+
+  async verify(): Promise<DirVerifyReport[]> {
+    const out: DirVerifyReport[] = [];
+    for (const d of this.#dirs) {
+      if (!d.repl || !d.sender) throw new VerifyUnavailableError(`${d.dir}: verify runs on the primary while a secondary is attached (this node is not replicating to one)`);
+      const r = await d.repl.verify();
+      out.push({ dir: d.dir, differences: r.differences, entries: r.entries, bytes: r.bytes, ms: r.ms });
+      this.#log[r.differences.length ? 'warn' : 'info']('rfs:verify', `${d.dir}: ${r.differences.length ? `${r.differences.length} difference(s) with the secondary's copy` : "identical to the secondary's copy"} (${r.entries} entries, ${mib(r.bytes)}, ${Math.round(r.ms)} ms)`, { differences: r.differences.length });
+    }
+    return out;
+  }
+
+  status(): DirReplicationStatus[] {
+    return this.#dirs.map((d) => {
+      const st: DirReplicationStatus = { dir: d.dir, role: d.repl ? 'primary' : d.receiver ? 'secondary' : 'stopped' };
+      if (d.repl) {
+        try {
+          const s = d.repl.stats();
+          st.state = s.state;
+          st.dirtyEntries = s.tracker.entries;
+        } catch { /* closed meanwhile */ }
+      }
+      if (d.progress) st.progress = d.progress;
+      if (d.last) st.last = d.last;
+      return st;
+    });
   }
 
   async detachSecondary(): Promise<void> {
@@ -232,8 +341,9 @@ class Replicator extends EventEmitter<{ lost: [Error]; diverged: [DivergedReport
   }
 
   #lost(d: DirState, err: Error): void {
+    // IN_SYNC stays: the tracker keeps every change from here on (and what the lost sender had not
+    // got acknowledged), so the returning secondary is reintegrated from it, not copied whole.
     this.#log.warn('rfs:lost', `${d.dir}: replication to the secondary lost: ${err.message}; changes are tracked for its reintegration`);
-    rmSync(join(d.trackerDir, IN_SYNC), { force: true }); // until the next reintegration completes
     this.emit('lost', err);
   }
 
