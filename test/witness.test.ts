@@ -62,3 +62,30 @@ labTest('[lab] witness down during an isolation: nobody takes the primary role, 
   await waitFor('PRIM/SECOND again', () => (pair.state(0) === 'PRIM' && pair.state(1) === 'SECOND'), 20_000);
   t.pass();
 });
+
+labTest('[lab] witness back during an isolation: the waiting side that reaches it again takes the role (re-asked every 2 s), the other keeps waiting; heal: PRIM/SECOND', async (t) => {
+  const pair = await CheckerPair.create();
+  t.teardown(() => pair.destroy());
+  const w = pair.lab.client.ip;
+  pair.start(0, ['--prim', '--witness', w]);
+  await pair.waitState(0, 'ALONE');
+  pair.start(1, ['--witness', w]);
+  await pair.waitPrimSecond();
+  await pair.block(0, w, true);
+  await pair.block(1, w, true);
+  await pair.partition(true);
+  await pair.waitState(0, 'WAIT');
+  await pair.waitState(1, 'WAIT');
+  await new Promise((r) => setTimeout(r, 2000));
+  // The witness comes back for node1 only (node0 stays cut from it): node1 re-asks it and serves.
+  await pair.block(1, w, false);
+  await pair.waitState(1, 'ALONE', 10_000);
+  t.true(pair.events(1, 'witness').some((e) => e.reachable === true));
+  await new Promise((r) => setTimeout(r, 2500));
+  t.is(pair.state(0), 'WAIT', 'node0 still does not reach the witness: it keeps waiting');
+  // Heal: node0 becomes the secondary of node1.
+  await pair.partition(false);
+  await pair.block(0, w, false);
+  await pair.waitState(0, 'SECOND', 20_000);
+  await pair.waitState(1, 'PRIM', 20_000);
+});

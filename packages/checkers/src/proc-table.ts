@@ -1,8 +1,9 @@
 /**
  * A view of /proc shared by every process checker of the process: a scan lists the PIDs and reads
  * `/proc/<pid>/stat` only for PIDs it has not seen (name, start time), so a scan costs one
- * readdir plus a few reads; `alive(pid)` reads one small stat file (about 10 µs), which is what
- * the checkers do every 100 ms for the PIDs they watch. The start time guards against PID reuse.
+ * readdir plus a few reads; `alive(p)`, what the checkers call every 100 ms for the PIDs they
+ * watch, is one `kill(pid, 0)` system call, with a read of the stat file once a second (zombies,
+ * PID reuse: the start time identifies the process).
  * Pure parsing helpers are exported for table tests.
  */
 import { readdirSync, readFileSync } from 'node:fs';
@@ -125,10 +126,21 @@ export class ProcTable {
     return p.cmdline;
   }
 
-  /** True if the process still runs (same start time, not a zombie). Forgets it otherwise. */
-  alive(p: ProcInfo): boolean {
-    const now = readStat(p.pid);
-    const ok = now !== undefined && now.start === p.start && now.state !== 'Z' && now.state !== 'X' && now.state !== 'x';
+  /**
+   * True if the process still runs. The fast path is one `kill(pid, 0)` system call (no file I/O:
+   * a reaped process is gone at once); every `verifyMs` (default 1000) the stat file is read too,
+   * to see a zombie its parent has not reaped yet and a PID reused by another process (start time).
+   * Forgets the process when it is gone.
+   */
+  alive(p: ProcInfo & { verifiedAt?: number }, verifyMs = 1000): boolean {
+    let ok = true;
+    try { process.kill(p.pid, 0); } catch (err) { ok = (err as NodeJS.ErrnoException).code === 'EPERM'; }
+    const t = performance.now();
+    if (ok && t - (p.verifiedAt ?? 0) >= verifyMs) {
+      const now = readStat(p.pid);
+      ok = now !== undefined && now.start === p.start && now.state !== 'Z' && now.state !== 'X' && now.state !== 'x';
+      p.verifiedAt = t;
+    }
     if (!ok) this.#known.delete(p.pid);
     return ok;
   }

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -69,6 +69,30 @@ test('process checker: a named process killed with SIGKILL is seen down quickly;
   await until('down', () => c.state === 'down');
   t.log(`death seen after ${Math.round(performance.now() - t0)} ms`);
   t.regex(changes.at(-1)!.reason, /1 running, at least 2/);
+  await c.stop();
+});
+
+test('process checker: a monitored process that dies as a zombie (its parent does not reap it) is seen down too', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ha-ck-'));
+  const name = `hz${process.pid % 100000}${Math.floor(Math.random() * 1000)}`.slice(0, 15);
+  symlinkSync('/bin/sleep', join(dir, name));
+  // sh starts the monitored process in the background, then execs a sleep that never reaps it.
+  const parent = spawn('sh', ['-c', `'${join(dir, name)}' 60 & exec sleep 60`], { stdio: 'ignore' });
+  t.teardown(() => { parent.kill('SIGKILL'); rmSync(dir, { recursive: true, force: true }); });
+  const c = processChecker({ process: name, scanMs: 60_000 })({}) as Checker & { pids: number[] };
+  let pid = 0;
+  await until('the monitored process started', () => {
+    try { pid = Number(readFileSync(`/proc/${parent.pid}/task/${parent.pid}/children`, 'utf8').trim().split(' ')[0]); } catch { pid = 0; }
+    return pid > 0;
+  });
+  await new Promise((r) => setTimeout(r, 100));
+  await c.start();
+  t.teardown(() => c.stop());
+  t.is(c.state, 'up');
+  t.deepEqual(c.pids, [pid]);
+  process.kill(pid, 'SIGKILL');
+  await until('down', () => c.state === 'down', 3000);
+  t.regex(readFileSync(`/proc/${pid}/stat`, 'latin1'), /\) Z /, 'it is a zombie (kill(pid, 0) still succeeds): the periodic stat read saw it');
   await c.stop();
 });
 

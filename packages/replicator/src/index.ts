@@ -31,3 +31,5 @@
  */
 export { replicator, ReplicatorConfigError, ReintegrationError, VerifyUnavailableError } from './replicator.js';
 export type { ReplicatorInit, ReplicatorApi, DirVerifyReport, DirReplicationStatus } from './replicator.js';
+export { keepAside } from './keep-aside.js';
+export type { DivergedFile, DivergedReport, KeepAsideInit } from './keep-aside.js';

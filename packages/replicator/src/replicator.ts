@@ -12,6 +12,7 @@
 import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EventEmitter } from 'eventemitter3';
+import { keepAside, type DivergedReport } from './keep-aside.js';
 import { HaError, type DataContext, type DataReplication, type ReintegrationProgress } from '@ha/interface';
 import {
   connectSender, mountInterceptor, openDirtyTracker, openReplicatedDir, readOnlyBind, staleMountCleanup, startReceiver, undoReadOnlyBind,
@@ -144,7 +145,7 @@ export class VerifyUnavailableError extends HaError {
 
 function mib(n: number): string { return `${(n / 1048576).toFixed(1)} MiB`; }
 
-class Replicator extends EventEmitter<{ lost: [Error] }> implements DataReplication, ReplicatorApi {
+class Replicator extends EventEmitter<{ lost: [Error]; diverged: [DivergedReport] }> implements DataReplication, ReplicatorApi {
   readonly #dirs: DirState[];
   readonly #port: number;
   readonly #mode: 'received' | 'written';
@@ -222,6 +223,9 @@ class Replicator extends EventEmitter<{ lost: [Error] }> implements DataReplicat
     for (const d of this.#dirs) {
       if (d.receiver) continue;
       this.#cleanStale(d);
+      // This node's own unacknowledged changes (split brain) are copied aside before the primary overwrites them.
+      const kept = keepAside({ dir: d.dir, index: d.index, trackerDir: d.trackerDir, stateDir: this.ctx.stateDir, zoneBytes: this.init.zoneBytes, log: this.#log });
+      if (kept) this.emit('diverged', kept);
       // The receiver opens the real directory first; then the read-only bind hides it from local writers.
       d.receiver = startReceiver({ dir: d.dir, bind: this.ctx.localAddress, port: this.#port + d.index, key: this.ctx.key, mode: this.#mode });
       d.receiver.on('apply-failed', (e) => this.#log.error('rfs:apply-failed', `${d.dir}: applying a change to ${e.path} failed (${e.message}); this copy is not up to date`));

@@ -53,6 +53,12 @@ export interface SelfView extends Announce {
   discoveryMs: number;
   /** A checker with action `wait` holds the module in WAIT: why (undefined when not held). */
   held?: string | undefined;
+  /**
+   * WAIT only: this node was a Ready secondary (complete data) about to take over when the
+   * split-brain witness was unreachable. Not announced: it lets this node (and only it: the former
+   * primary of such an isolation is not up to date) take the role once the witness answers again.
+   */
+  witnessWait?: boolean | undefined;
 }
 
 export interface PeerView extends Announce {
@@ -130,6 +136,9 @@ export function decide(me: SelfView, peer: PeerView | undefined): Decision {
         return { reason: 'peer elected', waitReason: `peer ${peer.name} is elected primary (${describe(peer)} vs ${describe(me)}); waiting for it` };
       }
       // Peer not heard, or stopped.
+      if (me.witnessWait && !peer) {
+        return { next: 'ALONE', takeover: true, reason: 'this secondary was complete when its primary vanished and waited only for the split-brain witness' };
+      }
       if (me.u) {
         if (peer?.s === 'STOP' || me.waitedMs >= me.discoveryMs) {
           return { next: 'ALONE', takeover: true, reason: peer ? `data up to date and peer ${peer.name} is stopped` : `data up to date and no peer heard for ${me.waitedMs} ms` };

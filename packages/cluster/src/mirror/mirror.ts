@@ -132,6 +132,8 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
   #takeoverT: { t0: number; persistMs: number } | undefined;
   #closed = false;
   #witnessAsked = 0;
+  /** WAIT because the witness was unreachable when this node, a Ready secondary, was about to take over. */
+  #witnessWait = false;
 
   constructor(readonly opts: MirrorOptions, private readonly parts: MirrorParts) {
     super();
@@ -188,6 +190,10 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
       this.parts.log.warn('replica:lost', `replication to ${this.opts.peer} is lost: ${err.message}`);
       this.emit('replica:lost', { module: this.opts.name, peer: this.opts.peer, reason: err.message });
       this.kick();
+    });
+    // Optional data-plane event: this node's own divergent changes were kept aside before a resync.
+    (this.parts.data as { on?(ev: 'diverged', f: (e: { dir: string; keptIn: string; files: Array<{ path: string }> }) => void): unknown } | undefined)?.on?.('diverged', (e) => {
+      this.emit('replica:diverged', { module: this.opts.name, dir: e.dir, files: e.files.map((f) => f.path), keptIn: e.keptIn });
     });
     this.#attachCheckers();
     this.#tick = setInterval(() => { if (this.#state === 'WAIT' || this.#state === 'SECOND') this.kick(); }, this.opts.tickMs);
@@ -330,6 +336,7 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
       synced: this.parts.data ? this.#synced : undefined,
       waitedMs: Date.now() - this.#waitSince, discoveryMs: this.opts.discoveryMs,
       held: this.parts.checks?.hold,
+      witnessWait: this.#witnessWait || undefined,
     };
   }
 
@@ -349,7 +356,11 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
       this.#followReadiness(peer);
       await this.#followAttachment(peer);
       let d = decide(me, peer);
-      if (this.parts.witness && needsWitness(me, peer, d) && !(await this.#witnessOk())) d = witnessUnreachable(me, d, this.parts.witness.description);
+      if (this.parts.witness && needsWitness(me, peer, d) && !(await this.#witnessOk())) {
+        // A complete (Ready) secondary held back only by the witness may take over once it reaches it again.
+        if (me.s === 'SECOND' && me.r !== false) this.#witnessWait = true;
+        d = witnessUnreachable(me, d, this.parts.witness.description);
+      }
       if (d.attach) this.#startAttach();
       if (this.#state === 'WAIT' && d.waitReason && d.waitReason !== this.#waitReason) {
         this.#waitReason = d.waitReason;
@@ -593,6 +604,7 @@ export class MirrorModule extends EventEmitter<MirrorEvents> {
   #setState(next: MirrorState, reason: string, sameStateNote = false): void {
     const prev = this.#state;
     this.#state = next;
+    if (next !== 'WAIT') this.#witnessWait = false;
     if (!sameStateNote) this.#since = new Date().toISOString();
     this.#lastReason = reason;
     if (next === 'WAIT' && prev !== 'WAIT') this.#waitSince = Date.now();
