@@ -393,3 +393,44 @@ test.serial('[lab] throughput: dd 1 MiB x 512 conv=fsync, raw vs through the int
   t.is(statSync(join(env.under, 'fuse')).size, 512 << 20);
   t.is(icpt.stats().bytesWritten, (512 << 20) + 2000 * 4096);
 });
+
+test('[lab] inode fd cache: a tree larger than maxInodeFds works through the mount (fds closed and reopened), changes recorded with the right paths', async (t) => {
+  const env = await setup(t);
+  // Made before the mount: 40 directories x 50 files.
+  for (let d = 0; d < 40; d++) {
+    mkdirSync(join(env.dir, `d${d}`));
+    for (let f = 0; f < 50; f++) writeFileSync(join(env.dir, `d${d}`, `f${f}`), `${d}/${f}\n`);
+  }
+  const icpt = await mountInterceptor({ dir: env.dir, sink: 'test', maxInodeFds: 64 });
+  track(t, icpt);
+  // Every entry looked up (the kernel keeps them: 2000 inodes, at most 64 fds open).
+  let read = 0;
+  for (let d = 0; d < 40; d++) for (let f = 0; f < 50; f++) if (readFileSync(join(env.dir, `d${d}`, `f${f}`), 'utf8') === `${d}/${f}\n`) read++;
+  t.is(read, 2000);
+  const st1 = icpt.stats();
+  t.true(st1.inodes >= 2000, `inodes ${st1.inodes}`);
+  t.true(st1.inodeFds <= 64 + 2, `inode fds ${st1.inodeFds} within the bound`);
+  t.true(st1.fdEvictions > 0);
+  t.deepEqual(icpt.testSink!.takeRecords(), []);
+  // Changes to entries whose fds were closed long ago: reopened from their parent and name.
+  writeFileSync(join(env.dir, 'd0', 'f0'), 'changed\n');
+  await fsp.chmod(join(env.dir, 'd1', 'f1'), 0o600);
+  await fsp.rename(join(env.dir, 'd2'), join(env.dir, 'd2-renamed'));
+  await fsp.chmod(join(env.dir, 'd2-renamed', 'f2'), 0o640);   // below a renamed directory
+  await fsp.unlink(join(env.dir, 'd3', 'f3'));
+  t.is(readFileSync(join(env.under, 'd0', 'f0'), 'utf8'), 'changed\n');
+  t.is(statSync(join(env.under, 'd1', 'f1')).mode & 0o777, 0o600);
+  t.is(statSync(join(env.under, 'd2-renamed', 'f2')).mode & 0o777, 0o640);
+  t.false(existsSync(join(env.under, 'd3', 'f3')));
+  const recs = icpt.testSink!.takeRecords().map(show);
+  t.true(recs.includes('truncate d0/f0 0'), recs.join('\n'));
+  t.true(recs.some((r) => r.startsWith('write d0/f0 @0+8')), recs.join('\n'));
+  t.true(recs.includes('chmod d1/f1 0600'), recs.join('\n'));
+  t.true(recs.includes('rename d2 -> d2-renamed flags0'), recs.join('\n'));
+  t.true(recs.includes('chmod d2-renamed/f2 0640'), recs.join('\n'));
+  t.true(recs.includes('unlink d3/f3'), recs.join('\n'));
+  const st2 = icpt.stats();
+  t.true(st2.fdReopens > 0, `reopens ${st2.fdReopens}`);
+  t.true(st2.inodeFds <= 64 + 2);
+  t.is(st2.errors, 0);
+});

@@ -40,6 +40,12 @@ export interface InterceptorStats {
   maxWrite: number;
   /** Inodes the kernel holds references on. */
   inodes: number;
+  /** Of which with an open fd (the interceptor keeps at most {@link InterceptorStats.inodeFdsMax} open). */
+  inodeFds: number;
+  inodeFdsMax: number;
+  /** Inode fds reopened after the cache closed them, and fds the cache closed. */
+  fdReopens: number;
+  fdEvictions: number;
   mounted: boolean;
 }
 
@@ -77,6 +83,12 @@ export interface MountInterceptorInit {
    * secondary receives data in writeback order, not in `write()` order.
    */
   writeback?: boolean;
+  /**
+   * At most this many inode fds stay open in the interceptor (the least recently used are closed
+   * and reopened on use), so a tree of millions of files does not exhaust the descriptor limit.
+   * Default: half of the process's RLIMIT_NOFILE.
+   */
+  maxInodeFds?: number;
 }
 
 /** Options of {@link Interceptor.unmount}. @public */
@@ -158,7 +170,7 @@ export interface TestSinkOptions {
 
 /** @internal */
 export interface RfsFuseBinding {
-  rfsFuseMount(dir: string, sink: RfsSinkHandle, opts: { maxThreads?: number; attrTimeout?: number; entryTimeout?: number; writeback?: boolean }, onEvent: (e: NativeEvent) => void): Handle;
+  rfsFuseMount(dir: string, sink: RfsSinkHandle, opts: { maxThreads?: number; attrTimeout?: number; entryTimeout?: number; writeback?: boolean; maxInodeFds?: number }, onEvent: (e: NativeEvent) => void): Handle;
   rfsFuseUnmount(h: Handle, lazy: boolean, timeoutMs: number): Promise<void>;
   rfsFuseStats(h: Handle): InterceptorStats;
   rfsStaleMountCleanup(dir: string): number;
@@ -320,7 +332,9 @@ export function mountInterceptor(init: MountInterceptorInit): Interceptor {
   const attrTimeout = optNumber(init.attrTimeoutS, 'attrTimeoutS', 0, 1e9, false);
   const entryTimeout = optNumber(init.entryTimeoutS, 'entryTimeoutS', 0, 1e9, false);
   if (init.writeback !== undefined && typeof init.writeback !== 'boolean') throw new InvalidRfsArgumentError(`mountInterceptor: writeback must be a boolean, got ${JSON.stringify(init.writeback)}`);
-  const opts: { maxThreads?: number; attrTimeout?: number; entryTimeout?: number; writeback?: boolean } = {};
+  const maxInodeFds = optNumber(init.maxInodeFds, 'maxInodeFds', 16, 1 << 24, true);
+  const opts: { maxThreads?: number; attrTimeout?: number; entryTimeout?: number; writeback?: boolean; maxInodeFds?: number } = {};
+  if (maxInodeFds !== undefined) opts.maxInodeFds = maxInodeFds;
   if (init.writeback !== undefined) opts.writeback = init.writeback;
   if (maxThreads !== undefined) opts.maxThreads = maxThreads;
   if (attrTimeout !== undefined) opts.attrTimeout = attrTimeout;

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <list>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -34,7 +36,13 @@ namespace {
 std::string Errno(const std::string& what, int e) { return what + ": " + std::strerror(e); }
 
 struct Inode : std::enable_shared_from_this<Inode> {
-  int fd = -1;  // O_PATH
+  // O_PATH fd of the real entry, or -1 once the fd cache closed it (reopened from the parent's fd
+  // and the recorded name on next use). Guarded by Fs::fds_mu together with pins and the LRU hook.
+  int fd = -1;
+  int pins = 0;          // operations using fd right now (never closed while pinned)
+  bool in_lru = false;
+  std::list<std::weak_ptr<Inode>>::iterator lru_it;
+  std::shared_ptr<std::atomic<int64_t>> open_fds;  // the file system's count of inode fds
   dev_t dev = 0;
   ino_t ino = 0;
   uint64_t nlookup = 0;  // guarded by Fs::table_mu
@@ -42,7 +50,11 @@ struct Inode : std::enable_shared_from_this<Inode> {
   std::shared_ptr<Inode> parent;
   std::string name;
   bool detached = false;  // its recorded name was unlinked/replaced: no known path
-  ~Inode() { if (fd >= 0) close(fd); }
+  ~Inode() {
+    if (fd < 0) return;
+    close(fd);
+    if (open_fds) (*open_fds)--;
+  }
 };
 
 struct KeyHash {
@@ -73,6 +85,13 @@ class Fs final : public Interceptor {
   // --- used by the FUSE callbacks ---
   Inode* Get(fuse_ino_t ino) { return ino == FUSE_ROOT_ID ? root_.get() : reinterpret_cast<Inode*>(ino); }
   int Lookup(Inode* parent, const char* name, fuse_entry_param* e);
+  // The inode's fd, pinned (kept open) until Unpin; reopened from its parent if the cache closed
+  // it. Returns the fd, or -errno (ESTALE: the entry is no longer where it was recorded).
+  int Pin(Inode* in);
+  void Unpin(Inode* in);
+  // Adds a just-opened fd to the cache (caller holds fds_mu_), then closes old unpinned ones.
+  void CacheLocked(Inode* in);
+  void EvictLocked();
   void Forget(fuse_ino_t ino, uint64_t n);
   // Path of an inode relative to the root ("" = root); false if unknown. Takes paths_mu.
   bool PathOf(Inode* in, std::string* out);
@@ -129,6 +148,14 @@ class Fs final : public Interceptor {
   std::shared_ptr<Inode> root_;
   std::mutex table_mu_;
   std::unordered_map<std::pair<dev_t, ino_t>, std::shared_ptr<Inode>, KeyHash> table_;
+  // The inode fd cache: one O_PATH fd per inode the kernel knows would run out of file
+  // descriptors with a million files; at most max_fds_ stay open, least recently used closed first
+  // (an unpinned fd of an inode with a known name; the root and unlinked-but-open inodes keep theirs).
+  std::mutex fds_mu_;
+  std::list<std::weak_ptr<Inode>> lru_;  // front: most recently used
+  std::shared_ptr<std::atomic<int64_t>> open_fds_ = std::make_shared<std::atomic<int64_t>>(0);
+  int64_t max_fds_ = 4096;
+  std::atomic<uint64_t> fd_reopens_{0}, fd_evictions_{0};
   std::mutex paths_mu_;
   std::mutex order_mu_;
   std::atomic<uint64_t> ops_[kStatSlots] = {};
@@ -152,6 +179,23 @@ class Fs final : public Interceptor {
 };
 
 Fs* FsOf(fuse_req_t req) { return static_cast<Fs*>(fuse_req_userdata(req)); }
+
+// An inode's fd held open for the length of an operation (see Fs::Pin). `fd` < 0: -errno.
+class Pinned {
+ public:
+  Pinned(Fs* fs, Inode* in) : fs_(fs), in_(in), fd(fs->Pin(in)) {}
+  ~Pinned() { if (fd >= 0) fs_->Unpin(in_); }
+  Pinned(const Pinned&) = delete;
+  Pinned& operator=(const Pinned&) = delete;
+  int err() const { return fd < 0 ? -fd : 0; }
+
+ private:
+  Fs* fs_;
+  Inode* in_;
+
+ public:
+  const int fd;
+};
 
 // One change on this thread, announced to the sink before its local apply (BeforeApply /
 // BeforeMeta) and ended exactly once (EndChange): after its last Submit, or on any early return
@@ -198,12 +242,100 @@ bool Fs::PathOf(Inode* in, std::string* out) {
   return true;
 }
 
+int Fs::Pin(Inode* in) {
+  {
+    std::lock_guard<std::mutex> lk(fds_mu_);
+    if (in->fd >= 0) {
+      in->pins++;
+      if (in->in_lru) lru_.splice(lru_.begin(), lru_, in->lru_it);
+      return in->fd;
+    }
+  }
+  // Closed by the cache: reopen it from its parent and recorded name, and check it is the same entry.
+  std::shared_ptr<Inode> parent;
+  std::string name;
+  {
+    std::lock_guard<std::mutex> lk(paths_mu_);
+    if (in->detached || !in->parent) return -ESTALE;
+    parent = in->parent;
+    name = in->name;
+  }
+  int pfd = Pin(parent.get());
+  if (pfd < 0) return pfd;
+  int fd = openat(pfd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  int err = errno;
+  Unpin(parent.get());
+  if (fd < 0) return err == ENOENT ? -ESTALE : -err;
+  struct stat st;
+  if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0 || st.st_dev != in->dev || st.st_ino != in->ino) {
+    close(fd);
+    return -ESTALE;
+  }
+  fd_reopens_.fetch_add(1, std::memory_order_relaxed);
+  std::lock_guard<std::mutex> lk(fds_mu_);
+  if (in->fd >= 0) {
+    close(fd);  // another thread reopened it meanwhile
+  } else {
+    in->fd = fd;
+    (*open_fds_)++;
+    CacheLocked(in);
+  }
+  in->pins++;
+  return in->fd;
+}
+
+void Fs::Unpin(Inode* in) {
+  std::lock_guard<std::mutex> lk(fds_mu_);
+  if (in->pins > 0) in->pins--;
+}
+
+void Fs::CacheLocked(Inode* in) {
+  if (in == root_.get()) return;
+  if (in->in_lru) {
+    lru_.splice(lru_.begin(), lru_, in->lru_it);
+  } else {
+    lru_.push_front(in->weak_from_this());
+    in->lru_it = lru_.begin();
+    in->in_lru = true;
+  }
+  EvictLocked();
+}
+
+void Fs::EvictLocked() {
+  // Walks from the least recently used end; skips (and moves to the front) what must stay open.
+  size_t budget = lru_.size();
+  while (*open_fds_ > max_fds_ && budget-- > 0 && !lru_.empty()) {
+    auto it = std::prev(lru_.end());
+    std::shared_ptr<Inode> sp = it->lock();
+    if (!sp) { lru_.erase(it); continue; }  // forgotten: its destructor closed the fd
+    bool keep = sp->pins > 0 || sp->fd < 0;
+    if (!keep) {
+      std::lock_guard<std::mutex> pl(paths_mu_);
+      keep = sp->detached || !sp->parent;  // no name to reopen it by
+    }
+    if (keep) {
+      lru_.splice(lru_.begin(), lru_, it);
+      continue;
+    }
+    close(sp->fd);
+    sp->fd = -1;
+    (*open_fds_)--;
+    sp->in_lru = false;
+    lru_.erase(it);
+    fd_evictions_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
 int Fs::Lookup(Inode* parent, const char* name, fuse_entry_param* e) {
   std::memset(e, 0, sizeof *e);
   e->attr_timeout = opts_.attr_timeout;
   e->entry_timeout = opts_.entry_timeout;
-  int fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return errno;
+  int pfd = Pin(parent);
+  if (pfd < 0) return -pfd;
+  int fd = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  int oerr = errno;
+  Unpin(parent);
+  if (fd < 0) return oerr;
   if (fstatat(fd, "", &e->attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
     int err = errno;
     close(fd);
@@ -216,10 +348,9 @@ int Fs::Lookup(Inode* parent, const char* name, fuse_entry_param* e) {
     auto it = table_.find(key);
     if (it != table_.end()) {
       in = it->second;
-      close(fd);
     } else {
       in = std::make_shared<Inode>();
-      in->fd = fd;
+      in->open_fds = open_fds_;
       in->dev = e->attr.st_dev;
       in->ino = e->attr.st_ino;
       table_.emplace(key, in);
@@ -232,6 +363,17 @@ int Fs::Lookup(Inode* parent, const char* name, fuse_entry_param* e) {
       in->parent = parent->shared_from_this();
       in->name = name;
       in->detached = false;
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lk(fds_mu_);
+    if (in->fd >= 0) {
+      close(fd);
+      if (in->in_lru) lru_.splice(lru_.begin(), lru_, in->lru_it);
+    } else {
+      in->fd = fd;
+      (*open_fds_)++;
+      CacheLocked(in.get());
     }
   }
   e->ino = reinterpret_cast<uintptr_t>(in.get());
@@ -313,16 +455,23 @@ void OpForgetMulti(fuse_req_t req, size_t count, struct fuse_forget_data* forget
 }
 
 void OpGetattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
-  (void)fi;
   Fs* fs = FsOf(req);
   struct stat st;
-  if (fstatat(fs->Get(ino)->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return (void)fuse_reply_err(req, errno);
+  if (fi) {  // an open file: its own fd (works for an unlinked file too)
+    if (fstat(static_cast<int>(fi->fh), &st) != 0) return (void)fuse_reply_err(req, errno);
+    return (void)fuse_reply_attr(req, &st, fs->opts_.attr_timeout);
+  }
+  Pinned pin(fs, fs->Get(ino));
+  if (pin.fd < 0) return (void)fuse_reply_err(req, pin.err());
+  if (fstatat(pin.fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return (void)fuse_reply_err(req, errno);
   fuse_reply_attr(req, &st, fs->opts_.attr_timeout);
 }
 
 void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, struct fuse_file_info* fi) {
   Fs* fs = FsOf(req);
   Inode* in = fs->Get(ino);
+  Pinned pin(fs, in);
+  if (pin.fd < 0) return (void)fuse_reply_err(req, pin.err());
   std::string proc = ProcPath(in->fd);
   ChangeScope scope(fs);
   {
@@ -397,7 +546,10 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, str
 
 void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
   char buf[PATH_MAX + 1];
-  ssize_t n = readlinkat(FsOf(req)->Get(ino)->fd, "", buf, sizeof buf);
+  Fs* fs = FsOf(req);
+  Pinned pin(fs, fs->Get(ino));
+  if (pin.fd < 0) return (void)fuse_reply_err(req, pin.err());
+  ssize_t n = readlinkat(pin.fd, "", buf, sizeof buf);
   if (n < 0) return (void)fuse_reply_err(req, errno);
   if (n >= static_cast<ssize_t>(sizeof buf)) return (void)fuse_reply_err(req, ENAMETOOLONG);
   buf[n] = 0;
@@ -408,6 +560,8 @@ void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
 void MakeNode(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode, dev_t rdev, const char* link) {
   Fs* fs = FsOf(req);
   Inode* parent = fs->Get(parent_ino);
+  Pinned ppin(fs, parent);
+  if (ppin.fd < 0) return (void)fuse_reply_err(req, ppin.err());
   if (fs->PathTooLong(parent, name)) return (void)fuse_reply_err(req, ENAMETOOLONG);
   fuse_entry_param e;
   uint64_t seq = 0;
@@ -453,6 +607,10 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   Fs* fs = FsOf(req);
   Inode* in = fs->Get(ino);
   Inode* np = fs->Get(newparent);
+  Pinned pin(fs, in);
+  if (pin.fd < 0) return (void)fuse_reply_err(req, pin.err());
+  Pinned nppin(fs, np);
+  if (nppin.fd < 0) return (void)fuse_reply_err(req, nppin.err());
   if (fs->PathTooLong(np, newname)) return (void)fuse_reply_err(req, ENAMETOOLONG);
   fuse_entry_param e;
   uint64_t seq = 0;
@@ -511,6 +669,8 @@ void DetachName(Fs* fs, Inode* parent, const char* name, const struct stat& st) 
 void RemoveEntry(fuse_req_t req, fuse_ino_t parent_ino, const char* name, bool dir) {
   Fs* fs = FsOf(req);
   Inode* parent = fs->Get(parent_ino);
+  Pinned ppin(fs, parent);
+  if (ppin.fd < 0) return (void)fuse_reply_err(req, ppin.err());
   uint64_t seq = 0;
   int err = 0;
   ChangeScope scope(fs);
@@ -543,6 +703,10 @@ void OpRename(fuse_req_t req, fuse_ino_t parent_ino, const char* name, fuse_ino_
   Fs* fs = FsOf(req);
   Inode* p = fs->Get(parent_ino);
   Inode* np = fs->Get(newparent_ino);
+  Pinned ppin(fs, p);
+  if (ppin.fd < 0) return (void)fuse_reply_err(req, ppin.err());
+  Pinned nppin(fs, np);
+  if (nppin.fd < 0) return (void)fuse_reply_err(req, nppin.err());
   if (fs->PathTooLong(np, newname)) return (void)fuse_reply_err(req, ENAMETOOLONG);
   uint64_t seq = 0;
   int err = 0;
@@ -585,7 +749,9 @@ void OpRename(fuse_req_t req, fuse_ino_t parent_ino, const char* name, fuse_ino_
 
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   Fs* fs = FsOf(req);
-  int fd = openat(fs->Get(ino)->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  Pinned pin(fs, fs->Get(ino));
+  if (pin.fd < 0) return (void)fuse_reply_err(req, pin.err());
+  int fd = openat(pin.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return (void)fuse_reply_err(req, errno);
   auto* d = new DirHandle();
   d->dp = fdopendir(fd);
@@ -672,6 +838,8 @@ int OpenFlags(int flags, bool writeback) {
 void OpOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   Fs* fs = FsOf(req);
   Inode* in = fs->Get(ino);
+  Pinned pin(fs, in);
+  if (pin.fd < 0) return (void)fuse_reply_err(req, pin.err());
   std::string proc = ProcPath(in->fd);
   uint64_t seq = 0;
   int fd;
@@ -704,6 +872,8 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
 void OpCreate(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mode, struct fuse_file_info* fi) {
   Fs* fs = FsOf(req);
   Inode* parent = fs->Get(parent_ino);
+  Pinned ppin(fs, parent);
+  if (ppin.fd < 0) return (void)fuse_reply_err(req, ppin.err());
   if (fs->PathTooLong(parent, name)) return (void)fuse_reply_err(req, ENAMETOOLONG);
   fuse_entry_param e;
   std::vector<uint64_t> seqs;
@@ -820,7 +990,10 @@ void OpFsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info
 
 void OpStatfs(fuse_req_t req, fuse_ino_t ino) {
   struct statvfs s;
-  if (fstatvfs(FsOf(req)->Get(ino)->fd, &s) != 0) return (void)fuse_reply_err(req, errno);
+  Fs* fs = FsOf(req);
+  Pinned pin(fs, fs->Get(ino));
+  if (pin.fd < 0) return (void)fuse_reply_err(req, pin.err());
+  if (fstatvfs(pin.fd, &s) != 0) return (void)fuse_reply_err(req, errno);
   fuse_reply_statfs(req, &s);
 }
 
@@ -851,7 +1024,10 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
 }
 
 void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
-  std::string proc = ProcPath(FsOf(req)->Get(ino)->fd);
+  Fs* fs = FsOf(req);
+  Pinned pin(fs, fs->Get(ino));
+  if (pin.fd < 0) return (void)fuse_reply_err(req, pin.err());
+  std::string proc = ProcPath(pin.fd);
   if (size == 0) {
     ssize_t n = getxattr(proc.c_str(), name, nullptr, 0);
     if (n < 0) return (void)fuse_reply_err(req, errno);
@@ -864,7 +1040,10 @@ void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
 }
 
 void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
-  std::string proc = ProcPath(FsOf(req)->Get(ino)->fd);
+  Fs* fs = FsOf(req);
+  Pinned pin(fs, fs->Get(ino));
+  if (pin.fd < 0) return (void)fuse_reply_err(req, pin.err());
+  std::string proc = ProcPath(pin.fd);
   if (size == 0) {
     ssize_t n = listxattr(proc.c_str(), nullptr, 0);
     if (n < 0) return (void)fuse_reply_err(req, errno);
@@ -879,6 +1058,8 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
   Fs* fs = FsOf(req);
   Inode* in = fs->Get(ino);
+  Pinned pin(fs, in);
+  if (pin.fd < 0) return (void)fuse_reply_err(req, pin.err());
   std::string proc = ProcPath(in->fd);
   uint64_t seq = 0;
   int err = 0;
@@ -908,6 +1089,8 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
 void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   Fs* fs = FsOf(req);
   Inode* in = fs->Get(ino);
+  Pinned pin(fs, in);
+  if (pin.fd < 0) return (void)fuse_reply_err(req, pin.err());
   std::string proc = ProcPath(in->fd);
   uint64_t seq = 0;
   int err = 0;
@@ -995,6 +1178,15 @@ bool Fs::Start(std::string* code, std::string* err) {
   if (fd < 0) { *code = "ERR_RFS_DIR"; *err = Errno("open " + opts_.dir, errno); return false; }
   root_ = std::make_shared<Inode>();
   root_->fd = fd;
+  root_->open_fds = open_fds_;
+  (*open_fds_)++;
+  {
+    // The inode fd cache: half the process's descriptor limit (the other half is for the files
+    // the applications open through the mount, each an fd here too, and the rest of the process).
+    struct rlimit rl;
+    int64_t lim = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? static_cast<int64_t>(rl.rlim_cur) : 65536;
+    max_fds_ = opts_.max_inode_fds > 0 ? static_cast<int64_t>(opts_.max_inode_fds) : std::max<int64_t>(64, std::min<int64_t>(lim / 2, 1 << 20));
+  }
   root_->nlookup = 2;
   struct stat st;
   if (fstat(fd, &st) == 0) { root_->dev = st.st_dev; root_->ino = st.st_ino; }
@@ -1103,6 +1295,12 @@ InterceptorStats Fs::Stats() const {
   {
     std::lock_guard<std::mutex> lk(const_cast<Fs*>(this)->table_mu_);
     s.inodes = table_.size();
+  }
+  {
+    s.inode_fds = static_cast<uint64_t>(std::max<int64_t>(0, open_fds_->load()));
+    s.inode_fds_max = static_cast<uint64_t>(max_fds_);
+    s.fd_reopens = fd_reopens_.load();
+    s.fd_evictions = fd_evictions_.load();
   }
   return s;
 }

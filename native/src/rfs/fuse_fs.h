@@ -33,6 +33,9 @@ struct InterceptorOptions {
   // secondary) on fsync/fdatasync, O_SYNC/O_DSYNC writes, close and background writeback. Only
   // those points are synchronous with the secondary. Off by default (every write() waits).
   bool writeback = false;
+  // At most this many O_PATH fds of inodes stay open (least recently used closed first, reopened
+  // on use). 0: half of RLIMIT_NOFILE.
+  unsigned max_inode_fds = 0;
 };
 
 // One event for JS: kind is "error", "replication" (message "lost"/"restored"), "stale" (a dead
@@ -55,6 +58,10 @@ struct InterceptorStats {
   uint64_t unrecorded = 0;      // changes applied locally that had no known path (open unlinked file)
   uint64_t max_write = 0;       // negotiated with the kernel
   uint64_t inodes = 0;          // inodes known to the kernel
+  uint64_t inode_fds = 0;       // of which with an open fd (the fd cache)
+  uint64_t inode_fds_max = 0;   // the cache's bound
+  uint64_t fd_reopens = 0;      // fds reopened after the cache closed them
+  uint64_t fd_evictions = 0;    // fds the cache closed
 };
 
 class Interceptor {

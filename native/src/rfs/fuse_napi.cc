@@ -99,6 +99,7 @@ Napi::Value Mount(const Napi::CallbackInfo& info) {
   if (o.Get("maxThreads").IsNumber()) opts.max_threads = o.Get("maxThreads").As<Napi::Number>().Uint32Value();
   if (o.Get("attrTimeout").IsNumber()) opts.attr_timeout = o.Get("attrTimeout").As<Napi::Number>().DoubleValue();
   if (o.Get("entryTimeout").IsNumber()) opts.entry_timeout = o.Get("entryTimeout").As<Napi::Number>().DoubleValue();
+  if (o.Get("maxInodeFds").IsNumber()) opts.max_inode_fds = o.Get("maxInodeFds").As<Napi::Number>().Uint32Value();
   if (o.Get("writeback").IsBoolean()) opts.writeback = o.Get("writeback").As<Napi::Boolean>().Value();
 
   auto port = std::make_shared<EventPort>();
@@ -182,6 +183,10 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
   o.Set("unrecorded", Napi::Number::New(env, static_cast<double>(s.unrecorded)));
   o.Set("maxWrite", Napi::Number::New(env, static_cast<double>(s.max_write)));
   o.Set("inodes", Napi::Number::New(env, static_cast<double>(s.inodes)));
+  o.Set("inodeFds", Napi::Number::New(env, static_cast<double>(s.inode_fds)));
+  o.Set("inodeFdsMax", Napi::Number::New(env, static_cast<double>(s.inode_fds_max)));
+  o.Set("fdReopens", Napi::Number::New(env, static_cast<double>(s.fd_reopens)));
+  o.Set("fdEvictions", Napi::Number::New(env, static_cast<double>(s.fd_evictions)));
   o.Set("mounted", Napi::Boolean::New(env, ref->fs->Mounted()));
   return o;
 }
