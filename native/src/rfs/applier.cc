@@ -187,7 +187,71 @@ int Applier::Own(int pfd, const std::string& base, uint32_t uid, uint32_t gid) {
   return -1;
 }
 
+namespace {
+std::string ParentPath(const std::string& p) {
+  size_t i = p.rfind('/');
+  return i == std::string::npos ? std::string() : p.substr(0, i);
+}
+constexpr size_t kSyncfsAbove = 4096;  // more unsynced entries than this: one syncfs instead
+}  // namespace
+
 ApplyResult Applier::Apply(const Record& r) {
+  ApplyResult res = ApplyOne(r);
+  if (res.kind == ApplyResult::Ok) Note(r);
+  return res;
+}
+
+void Applier::Note(const Record& r) {
+  switch (r.op) {
+    case Op::Write: case Op::Truncate: case Op::Fallocate: case Op::Chmod: case Op::Chown: case Op::Utimens:
+    case Op::SetXattr: case Op::RemoveXattr: case Op::DirList: case Op::DirListPart:
+      unsynced_files_.insert(r.path);
+      break;
+    case Op::Create: case Op::Mkdir: case Op::Mknod: case Op::Symlink: case Op::Unlink: case Op::Rmdir:
+    case Op::SyncEntry:
+      unsynced_files_.insert(r.path);
+      unsynced_dirs_.insert(ParentPath(r.path));
+      break;
+    case Op::Rename: case Op::Link:
+      unsynced_dirs_.insert(ParentPath(r.path));
+      unsynced_dirs_.insert(ParentPath(r.path2));
+      unsynced_files_.insert(r.path2);
+      break;
+    default:
+      break;
+  }
+}
+
+ApplyResult Applier::SyncBarrier() {
+  const bool all = unsynced_files_.size() + unsynced_dirs_.size() > kSyncfsAbove;
+  if (all) {
+    Fd d(openat(root_, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (d.fd < 0 || syncfs(d.fd) != 0) return Fail("", "barrier (syncfs)");
+  } else {
+    for (const std::string& p : unsynced_files_) {
+      auto it = cache_.find(p);
+      if (it != cache_.end()) {
+        if (fsync(it->second.fd) != 0) return Fail(p, "barrier (fsync)");
+        continue;
+      }
+      // Gone since (renamed, removed: its directory is synced), a symlink (O_NOFOLLOW: ELOOP; its
+      // directory is synced) or a special file: nothing to sync by itself.
+      Fd f(OpenBeneath(p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK, 0));
+      if (f.fd < 0) continue;
+      if (fsync(f.fd) != 0 && errno != EINVAL) return Fail(p, "barrier (fsync)");
+    }
+    for (const std::string& p : unsynced_dirs_) {
+      Fd d(OpenBeneath(p, O_RDONLY | O_DIRECTORY, 0));
+      if (d.fd < 0) continue;  // removed since: its parent is in the set
+      if (fsync(d.fd) != 0) return Fail(p, "barrier (fsync)");
+    }
+  }
+  unsynced_files_.clear();
+  unsynced_dirs_.clear();
+  return {};
+}
+
+ApplyResult Applier::ApplyOne(const Record& r) {
   ApplyResult bad;
   bad.kind = ApplyResult::BadRecord;
   bad.path = r.path;
@@ -211,7 +275,10 @@ ApplyResult Applier::Apply(const Record& r) {
 
   switch (r.op) {
     case Op::Barrier:
-      return {};
+      // Everything before it is applied: make it durable too. The primary forgets the dirty
+      // marks of what a barrier covers once it is acknowledged as applied, so the copy must
+      // survive a power loss of this node from then on.
+      return SyncBarrier();
     case Op::Write: {
       int fd = FileFd(r.path);
       if (fd < 0) return Fail(r.path, name);

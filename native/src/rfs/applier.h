@@ -7,6 +7,7 @@
 #include <list>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "record.h"
@@ -51,6 +52,9 @@ class Applier {
   void Cache(const std::string& path, int fd);
 
   ApplyResult Fail(const std::string& path, const char* what);
+  ApplyResult ApplyOne(const Record& r);
+  void Note(const Record& r);     // what a later barrier must make durable
+  ApplyResult SyncBarrier();      // makes everything applied since the last barrier durable
   ApplyResult SyncEntry(const Record& r);
   ApplyResult DirList(const Record& r);
   int RemoveTree(int dirfd, const std::string& name);
@@ -64,6 +68,9 @@ class Applier {
   struct Entry { int fd; std::list<std::string>::iterator it; };
   std::unordered_map<std::string, Entry> cache_;
   std::string part_path_;          // DirListPart names waiting for their DirList
+  // Applied since the last barrier, not yet durable: entries whose data or inode changed, and
+  // directories whose entries changed. A barrier fsyncs them (or syncfs when there are many).
+  std::unordered_set<std::string> unsynced_files_, unsynced_dirs_;
   std::vector<uint8_t> part_data_;
 };
 

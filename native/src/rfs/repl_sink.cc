@@ -473,7 +473,7 @@ void ReplicationSink::Loop() {
       seq = s->Submit(std::move(b));
     }
     auto t0 = std::chrono::steady_clock::now();
-    if (!s->WaitAcked(seq)) continue;  // lost: the monitor detaches it
+    if (!s->WaitApplied(seq)) continue;  // applied (and synced) by the secondary, not only received; lost: the monitor detaches it
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
     bool still;
     {

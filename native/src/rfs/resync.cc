@@ -170,10 +170,11 @@ class Resyncer {
   bool WaitWindow(uint64_t limit) {
     while (inflight_ > limit && !window_.empty()) {
       auto [seq, bytes] = window_.front();
-      if (!sender_->WaitAcked(seq)) return Fail("ERR_RFS_REPL_LOST", "replication was lost during the resynchronisation");
+      // Applied, not only received: the copy does not run ahead of what the secondary has really
+      // written (what an interruption would lose), and its progress can be kept (ClearDone).
+      if (!sender_->WaitApplied(seq)) return Fail("ERR_RFS_REPL_LOST", "replication was lost during the resynchronisation");
       window_.pop_front();
       inflight_ -= bytes;
-      acked_ = std::max(acked_, seq);
     }
     return true;
   }
@@ -182,11 +183,28 @@ class Resyncer {
     if (opts_.full) return;  // a full sync clears everything at the end (ClearUpTo)
     if (done_.empty()) return;
     auto now = Clock::now();
+    if (barrier_ == 0 && done_.back().second > durable_) {
+      // A barrier right after a finished entry (one in flight at a time), so that what was
+      // copied becomes durable on the secondary, and forgettable here, soon after it is applied.
+      Record b;
+      b.op = Op::Barrier;
+      barrier_ = sender_->Submit(std::move(b));
+    }
     if (!force && done_.size() < 64 && now - last_clear_ < std::chrono::milliseconds(100)) return;
     last_clear_ = now;
-    acked_ = std::max(acked_, sender_->Stats().applied);  // cumulative acks seen so far
+    // Only what the secondary has applied AND made durable may be forgotten (in 'received' mode an
+    // ack means it is in the receiver's memory, which a SIGKILL of the secondary loses; applied
+    // data is in its page cache, which a power loss loses): entries submitted before a barrier
+    // the secondary acknowledged as applied (it syncs its file system for a barrier).
+    const uint64_t applied = sender_->Stats().applied;
+    if (barrier_ != 0 && applied >= barrier_) { durable_ = barrier_ - 1; barrier_ = 0; }
+    if (barrier_ == 0 && done_.back().second > durable_) {
+      Record b;
+      b.op = Op::Barrier;
+      barrier_ = sender_->Submit(std::move(b));
+    }
     size_t ready = 0;
-    while (ready < done_.size() && done_[ready].second <= acked_) ready++;
+    while (ready < done_.size() && done_[ready].second <= durable_) ready++;
     if (ready == 0) return;
     std::vector<std::string> paths;
     paths.reserve(ready);
@@ -237,7 +255,9 @@ class Resyncer {
   uint64_t checkpoint_ = 0;
   ReplicationSink::WorkMap work_;
   std::deque<std::pair<uint64_t, size_t>> window_;
-  uint64_t inflight_ = 0, last_ = 0, acked_ = 0;
+  uint64_t inflight_ = 0, last_ = 0;
+  uint64_t barrier_ = 0;  // a barrier in flight (0: none)
+  uint64_t durable_ = 0;  // every seq <= durable_ is applied and synced on the secondary
   std::deque<std::pair<std::string, uint64_t>> done_;
   uint64_t total_bytes_ = 0, total_entries_ = 0, deferred0_ = 0;
   Clock::time_point t0_, last_progress_, last_clear_;
@@ -617,8 +637,12 @@ ResyncResult Resyncer::Run() {
     Progress(false);
   }
   if (res_.code.empty() && last_ > 0) {
-    if (!sender_->WaitAcked(last_)) Fail("ERR_RFS_REPL_LOST", "replication was lost during the resynchronisation");
-    else acked_ = last_;
+    // A final barrier: everything sent is applied and synced on the secondary before the marks go.
+    Record b;
+    b.op = Op::Barrier;
+    uint64_t seq = sender_->Submit(std::move(b));
+    if (!sender_->WaitApplied(seq)) Fail("ERR_RFS_REPL_LOST", "replication was lost during the resynchronisation");
+    else { durable_ = seq - 1; barrier_ = 0; }
   }
   if (res_.code.empty()) {
     if (opts_.full) {

@@ -257,20 +257,25 @@ uint64_t Sender::Submit(Record&& r) {
   return seq;
 }
 
-bool Sender::WaitAcked(uint64_t seq) {
+bool Sender::WaitAcked(uint64_t seq) { return WaitFor(seq, opts_.mode == AckMode::Written); }
+
+bool Sender::WaitApplied(uint64_t seq) { return WaitFor(seq, true); }
+
+bool Sender::WaitFor(uint64_t seq, bool applied) {
   std::unique_lock<std::mutex> lk(mu_);
-  if (AckedLocked() >= seq) return true;
+  auto level = [&] { return applied ? applied_ : received_; };
+  if (level() >= seq) return true;
   if (lost_) return false;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.ackTimeoutMs);
-  while (!lost_ && AckedLocked() < seq) {
-    if (ackCv_.wait_until(lk, deadline) == std::cv_status::timeout && !lost_ && AckedLocked() < seq) {
+  while (!lost_ && level() < seq) {
+    if (ackCv_.wait_until(lk, deadline) == std::cv_status::timeout && !lost_ && level() < seq) {
       lk.unlock();
-      Lose("ERR_RFS_ACK_TIMEOUT", "seq " + std::to_string(seq) + " not acknowledged within " +
-                                      std::to_string(opts_.ackTimeoutMs) + " ms");
+      Lose("ERR_RFS_ACK_TIMEOUT", "seq " + std::to_string(seq) + " not acknowledged" + (applied ? " as applied" : "") +
+                                      " within " + std::to_string(opts_.ackTimeoutMs) + " ms");
       return false;
     }
   }
-  return AckedLocked() >= seq;
+  return level() >= seq;
 }
 
 bool Sender::WaitReply(uint64_t id, std::vector<uint8_t>& out, std::string& err, int idleTimeoutMs) {

@@ -69,6 +69,10 @@ class Sender : public ChangeSink, public std::enable_shared_from_this<Sender> {
   bool WaitAcked(uint64_t seq) override;
   // Received mode: returns at once (true unless lost); Written mode: WaitAcked.
   bool WaitDurable(uint64_t seq) override;
+  // Waits until the secondary has APPLIED everything up to seq, whatever the ack mode: what the
+  // dirty tracking may forget (a barrier's marks, a resync's finished entries) must be on the
+  // secondary's files, not only in its memory (a SIGKILLed receiver loses what it had received).
+  bool WaitApplied(uint64_t seq);
 
   // Once lost: moves out every record submitted but not acknowledged (in seq order), records
   // submitted later are added to the next call. While replicating: a snapshot (not cleared).
@@ -96,6 +100,7 @@ class Sender : public ChangeSink, public std::enable_shared_from_this<Sender> {
   Sender(int fd, const SenderOptions& opts);
   void Lose(const char* code, const std::string& reason);
   void LoseSend(int err);  // a failed send (errno)
+  bool WaitFor(uint64_t seq, bool applied);
   void WriterLoop();
   // Encrypts `batch` into one frame in `out` and sends it. Called by whoever holds sending_.
   bool SendBatch(std::vector<Record>& batch, size_t plain, std::vector<uint8_t>& out);

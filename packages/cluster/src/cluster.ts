@@ -275,7 +275,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
         startTimeoutMs: fi.startTimeoutMs ?? 120_000, appLogFile: join(logDir, fname, 'app.log'), env: { HA_VIP: fi.vip },
       }, flog.child('app'), this.lifeline);
       const farm = new FarmModule({ name: fname, node: init.node, tickMs: this.#timing().pulseMs }, {
-        membership: this.membership, filter, app, log: flog, ...(fi.check ? { check: new TcpCheck(fi.check) } : {}),
+        membership: this.membership, filter, app, log: flog, ...(fi.check ? { check: new TcpCheck(fi.check, flog.child('check')) } : {}),
         announce: (a) => { this.#farmAnnounces[fname] = a; this.#publish(); },
       });
       farm.on('state', (e) => this.emit('farm:state', e));

@@ -35,7 +35,7 @@ export { FarmModule } from './farm/farm.js';
 export type { FarmStatus, FarmEvents, FarmStateChange, FarmMemberShare, FarmCommand } from './farm/farm.js';
 export { farmView, decideBuckets, extractFarmAnnounce } from './farm/decide.js';
 export type { FarmState, FarmAnnounce, FarmPeer } from './farm/decide.js';
-export { TcpCheck, tcpProbe } from './farm/tcp-check.js';
+export { TcpCheck } from './farm/tcp-check.js';
 export type { TcpCheckInit } from './farm/tcp-check.js';
 export { MirrorModule, CommandRefusedError, extractAnnounce } from './mirror/mirror.js';
 export type { Command, MirrorEvents, MirrorStatus, StateChange, MirrorOptions, MirrorParts } from './mirror/mirror.js';

@@ -1,11 +1,13 @@
 /**
- * A minimal tcp checker (until `@ha/checkers` lands): connects to addr:port every `intervalMs`
- * with `timeoutMs`; reports `down` after `failures` consecutive failures and `up` after one success.
+ * The farm module's health check: `@ha/checkers`' tcp checker (connect to host:port every
+ * `intervalMs`, abandoned after `timeoutMs`, down after `failures` consecutive failures, up after
+ * one success), seen by the farm as `up` / `down` events.
  */
-import net from 'node:net';
 import { EventEmitter } from 'eventemitter3';
+import { tcpChecker, type Checker } from '@ha/checkers';
+import type { ModuleLog } from '@ha/interface';
 
-/** Configuration of a {@link TcpCheck}. @public */
+/** Configuration of a farm's {@link TcpCheck}. @public */
 export interface TcpCheckInit {
   host: string;
   port: number;
@@ -15,43 +17,35 @@ export interface TcpCheckInit {
   timeoutMs?: number;
   /** Consecutive failures before `down` (default 2). */
   failures?: number;
-  /** Local address to connect from. */
-  localAddress?: string;
 }
 
-/** Connects once; resolves with undefined on success or the reason of the failure. @public */
-export function tcpProbe(host: string, port: number, timeoutMs: number, localAddress?: string): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host, port, ...(localAddress ? { localAddress } : {}) });
-    const done = (r: string | undefined) => { clearTimeout(t); s.destroy(); resolve(r); };
-    const t = setTimeout(() => done(`no connection within ${timeoutMs} ms`), timeoutMs);
-    s.once('connect', () => done(undefined));
-    s.once('error', (e: NodeJS.ErrnoException) => done(e.code ?? e.message));
-  });
-}
-
-/** A periodic tcp check. @public */
+/** A periodic tcp check (a `@ha/checkers` tcp checker) with `up` / `down` events. @public */
 export class TcpCheck extends EventEmitter<{ up: []; down: [{ reason: string }] }> {
-  #timer: NodeJS.Timeout | undefined;
-  #fails = 0;
+  readonly #checker: Checker;
   #healthy: boolean | undefined;
-  constructor(readonly init: TcpCheckInit) { super(); }
+  #running = false;
+  #op: Promise<void> = Promise.resolve();  // start/stop of the checker, one after the other
+  constructor(readonly init: TcpCheckInit, log?: ModuleLog) {
+    super();
+    this.#checker = tcpChecker({
+      host: init.host, port: init.port,
+      intervalMs: init.intervalMs ?? 1000, timeoutMs: init.timeoutMs ?? 1000, failures: init.failures ?? 2,
+    })(log ? { log } : {});
+    this.#checker.on('change', (c) => {
+      if (!this.#running) return;
+      if (c.state === 'up' && this.#healthy !== true) { this.#healthy = true; this.emit('up'); }
+      else if (c.state === 'down' && this.#healthy !== false) { this.#healthy = false; this.emit('down', { reason: `tcp ${init.host}:${init.port}: ${c.reason}` }); }
+    });
+  }
   get healthy(): boolean | undefined { return this.#healthy; }
   start(): void {
-    if (this.#timer) return;
-    const tick = async () => {
-      const r = await tcpProbe(this.init.host, this.init.port, this.init.timeoutMs ?? 1000, this.init.localAddress);
-      if (!this.#timer) return;
-      if (r === undefined) {
-        this.#fails = 0;
-        if (this.#healthy !== true) { this.#healthy = true; this.emit('up'); }
-      } else if (++this.#fails >= (this.init.failures ?? 2) && this.#healthy !== false) {
-        this.#healthy = false;
-        this.emit('down', { reason: `tcp ${this.init.host}:${this.init.port}: ${r}` });
-      }
-      if (this.#timer) this.#timer = setTimeout(() => void tick(), this.init.intervalMs ?? 1000);
-    };
-    this.#timer = setTimeout(() => void tick(), 0);
+    if (this.#running) return;
+    this.#running = true;
+    this.#op = this.#op.then(() => this.#checker.start()).catch(() => {});
   }
-  stop(): void { clearTimeout(this.#timer); this.#timer = undefined; this.#healthy = undefined; this.#fails = 0; }
+  stop(): void {
+    this.#running = false;
+    this.#healthy = undefined;
+    this.#op = this.#op.then(() => this.#checker.stop()).catch(() => {});
+  }
 }
