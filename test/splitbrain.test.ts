@@ -57,6 +57,9 @@ labTest('[lab] split brain without witness: both serve; heal: the loser resynchr
   await pair.waitState(1, 'ALONE', 30_000);
   await pair.waitState(0, 'ALONE', 30_000);
   await waitFor('node1 holds the VIP', async () => (await pair.lab.nodes[1]!.exec('ip', ['-4', 'addr'])).stdout.includes(pair.lab.vip(0) + '/'), 20_000, 200);
+  // node1's interceptor is mounted once its data plane has started as primary (the state change
+  // comes first; the application starts after it): a write made before would not be intercepted.
+  await waitFor('node1 intercepts writes', () => pair.events(1, 'log').some((l) => l.event === 'rfs:primary'), 30_000);
   await write(0, 'from-node0.txt', 'node0 wrote this while alone');
   await write(1, 'from-node1.txt', 'node1 wrote this while alone');
   t.true(existsSync(join(copies[0]!, 'from-node0.txt')));
