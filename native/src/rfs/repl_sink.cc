@@ -267,6 +267,10 @@ uint64_t ReplicationSink::Submit(Record&& r) {
     // resync copies it. Acknowledged as "as replicated as everything forwarded so far".
     out = Encode(gen_, last_fwd_);
     deferred_++;
+  } else if (sender_ && !sender_->Lost() && r.op == Op::Fsync && sender_->Mode() == AckMode::Received) {
+    // Nothing to do there: in 'received' mode the secondary does not fsync for its application's
+    // fsync (its copy is made durable at each barrier), and nothing waits for it.
+    out = Encode(gen_, last_fwd_);
   } else if (sender_ && !sender_->Lost()) {
     last_fwd_ = sender_->Submit(std::move(r));
     out = Encode(gen_, last_fwd_);

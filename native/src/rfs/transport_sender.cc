@@ -19,7 +19,9 @@ namespace ha::rfs {
 namespace {
 
 constexpr size_t kBatchTarget = 256u << 10;  // frames grow up to this many plaintext bytes
-constexpr size_t kDirectMax = 64u << 10;     // records up to this size may be sent by the submitting thread
+constexpr size_t kDirectMax = 64u << 10;
+
+  // WaitFor spins this long for an acknowledgement before sleeping     // records up to this size may be sent by the submitting thread
 
 std::string PeerName(const sockaddr* sa) {
   char host[INET6_ADDRSTRLEN] = "?";

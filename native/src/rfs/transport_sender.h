@@ -89,6 +89,7 @@ class Sender : public ChangeSink, public std::enable_shared_from_this<Sender> {
 
   SenderStats Stats();
   std::string Peer() const { return peer_; }
+  AckMode Mode() const { return opts_.mode; }
   bool Lost();
   // Stops the threads and closes the socket (lost with ERR_RFS_CLOSED if it was still up).
   void Close();
