@@ -246,6 +246,9 @@ export function formatStatus(st: ClusterStatus): string {
       `  peer ${m.peer.name}: ${m.peer.heard ? `${m.peer.state ?? '?'}${m.peer.state === 'SECOND' ? (m.peer.ready ? ' (Ready)' : ' (Transient)') : ''}` : 'not heard'}`,
     ];
     lines.push(...formatReplication((m as MirrorStatus & { replication?: DirReplicationStatus[] }).replication));
+    for (const r of m.resources ?? []) {
+      lines.push(`  resource ${r.resource} (${r.kind}, ${r.when}, action ${r.action}): ${r.running ? r.state : 'not checked in this state'}${r.running && r.reason ? ` - ${r.reason}` : ''}${r.faults ? ` [${r.faults} checker faults]` : ''}`);
+    }
     if (m.vip) lines.push(`  vip ${m.vip.address} on ${m.vip.interface}: ${m.vip.held ? 'held by this node' : 'not held'}`);
     lines.push(`  application: ${m.app.running ? 'running' : 'stopped'}`);
     return lines.join('\n');

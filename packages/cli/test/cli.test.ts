@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { controlRequest, type ClusterStatus } from '@ha/cluster';
-import { main } from '../src/main.js';
+import { formatStatus, main } from '../src/main.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const EXAMPLE = join(ROOT, 'examples', 'userconfig-module');
@@ -350,4 +350,26 @@ test.serial('daemon on loopback: a control socket that cannot be served -> exit 
   t.regex(d.err, /cannot serve the control socket .*key\/a\.sock/);
   t.regex(d.err, /ERR_CONTROL_SOCKET/);
   t.notRegex(d.out, /STOP -> WAIT/, 'the module was not started');
+});
+
+test('ha state shows each checked resource (state, reason, rule) and the replication of each directory', (t) => {
+  const st = {
+    node: 'node1', members: [], stats: {},
+    modules: [{
+      module: 'mirror', node: 'node1', state: 'PRIM', colour: 'green', ready: true, since: '2026-11-22T00:00:00Z',
+      lastReason: 'peer node2 is our secondary', uptodate: true, epoch: 3, failover: true, app: { running: true },
+      peer: { name: 'node2', heard: true, state: 'SECOND', ready: true },
+      resources: [
+        { resource: 'process.nginx', kind: 'process', state: 'up', reason: '2 running (1..)', since: 'x', checks: 10, faults: 0, action: 'restart', when: 'primary', running: true },
+        { resource: 'tcp.db', kind: 'tcp', state: 'down', reason: '127.0.0.1:5432 refuses connections', since: 'x', checks: 3, faults: 1, action: 'stopstart', when: 'primary', running: true },
+        { resource: 'ping.gw', kind: 'ping', state: 'unknown', reason: '', since: 'x', checks: 0, faults: 0, action: 'wait', when: 'always', running: false },
+      ],
+      replication: [{ dir: '/srv/data', role: 'primary', state: 'synced', dirtyEntries: 0 }],
+    }],
+  } as unknown as ClusterStatus;
+  const out = formatStatus(st);
+  t.regex(out, /resource process\.nginx \(process, primary, action restart\): up - 2 running/);
+  t.regex(out, /resource tcp\.db \(tcp, primary, action stopstart\): down - 127\.0\.0\.1:5432 refuses connections \[1 checker faults\]/);
+  t.regex(out, /resource ping\.gw \(ping, always, action wait\): not checked in this state/);
+  t.regex(out, /replication \/srv\/data: primary synced/);
 });
