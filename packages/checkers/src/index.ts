@@ -52,3 +52,4 @@ export type { Witness, WitnessInit, WitnessResult, WitnessTarget } from './witne
 export { CheckerSet, checkerSet, DuplicateCheckerError } from './checker-set.js';
 export type { CheckerAction, CheckerActionRequest, CheckerPhase, CheckerRule, CheckerSetEvents, CheckerSetInit, CheckerWhen } from './checker-set.js';
 export { parseStat, ProcTable, procTable } from './proc-table.js';
+export type { ProcInfo } from './proc-table.js';

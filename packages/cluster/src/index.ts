@@ -32,7 +32,7 @@
 export { createCluster, Cluster, ClusterConfigError, MissingComponentError } from './cluster.js';
 export type { ClusterInit, ClusterEvents, ClusterStatus, ClusterComponents, ComponentFactory, MirrorInit, FarmInit } from './cluster.js';
 export { FarmModule } from './farm/farm.js';
-export type { FarmStatus, FarmEvents, FarmStateChange, FarmMemberShare, FarmCommand } from './farm/farm.js';
+export type { FarmStatus, FarmEvents, FarmStateChange, FarmMemberShare, FarmCommand, FarmOptions, FarmDeps } from './farm/farm.js';
 export { farmView, decideBuckets, extractFarmAnnounce } from './farm/decide.js';
 export type { FarmState, FarmAnnounce, FarmPeer } from './farm/decide.js';
 export { TcpCheck } from './farm/tcp-check.js';
