@@ -434,3 +434,34 @@ test('[lab] inode fd cache: a tree larger than maxInodeFds works through the mou
   t.true(st2.inodeFds <= 64 + 2);
   t.is(st2.errors, 0);
 });
+
+test('[lab] write-only handles bypass the page cache (direct I/O); cached readers and shared mappings of the file see their writes', async (t) => {
+  const env = await setup(t, { 'f.dat': 'a'.repeat(8192) });
+  const icpt = await mountInterceptor({ dir: env.dir, sink: 'test' });
+  track(t, icpt);
+  const f = join(env.dir, 'f.dat');
+  // A reader (cached handle) and a shared mapping hold the old content; a write-only handle
+  // (direct) overwrites it; both see the new bytes, and the change is recorded.
+  const out = await py(`
+import mmap, os, sys
+p = sys.argv[1]
+r = os.open(p, os.O_RDWR)
+before = os.pread(r, 4, 4096)
+m = mmap.mmap(r, 8192, mmap.MAP_SHARED, mmap.PROT_READ)
+mb = m[4096:4100]
+w = os.open(p, os.O_WRONLY)
+os.pwrite(w, b'ZZZZ', 4096)
+os.close(w)
+after = os.pread(r, 4, 4096)
+ma = m[4096:4100]
+print(before.decode(), mb.decode(), after.decode(), ma.decode())
+`, f);
+  t.is(out.trim(), 'aaaa aaaa ZZZZ ZZZZ');
+  t.is(readFileSync(join(env.under, 'f.dat'), 'utf8').slice(4096, 4100), 'ZZZZ');
+  const recs = icpt.testSink!.takeRecords().map(show);
+  t.true(recs.some((r) => r.startsWith('write f.dat @4096+4')), recs.join('\n'));
+  // dd-style streaming through a write-only handle.
+  await run('dd', ['if=/dev/zero', `of=${join(env.dir, 'big')}`, 'bs=1M', 'count=8', 'conv=fsync'], {});
+  t.is(statSync(join(env.under, 'big')).size, 8 << 20);
+  t.is(icpt.stats().errors, 0);
+});

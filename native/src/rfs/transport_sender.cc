@@ -19,9 +19,11 @@ namespace ha::rfs {
 namespace {
 
 constexpr size_t kBatchTarget = 256u << 10;  // frames grow up to this many plaintext bytes
-constexpr size_t kDirectMax = 64u << 10;
-
-  // WaitFor spins this long for an acknowledgement before sleeping     // records up to this size may be sent by the submitting thread
+// A large write goes as records of at most kSplitBytes: the secondary decrypts and applies the
+// first while the next is encrypted and sent (a pipeline over the two ends), and a record of that
+// size may be sent by the submitting thread itself (no copy, no hand-off).
+constexpr size_t kSplitBytes = 256u << 10;
+constexpr size_t kDirectMax = kSplitBytes + (8u << 10);  // records up to this size may be sent by the submitting thread
 
 std::string PeerName(const sockaddr* sa) {
   char host[INET6_ADDRSTRLEN] = "?";
@@ -176,12 +178,12 @@ void Sender::Lose(const char* code, const std::string& reason) {
 }
 
 uint64_t Sender::Submit(Record&& r) {
-  // A write larger than one frame's record limit goes as several records (the last seq covers all).
-  if (r.op == Op::Write && r.Size() > wire::kMaxRecordData) {
+  // A large write goes as several records (the last seq covers all).
+  if (r.op == Op::Write && r.Size() > kSplitBytes) {
     uint64_t last = 0;
     size_t off = 0;
     while (off < r.Size()) {
-      size_t n = std::min(wire::kMaxRecordData, r.Size() - off);
+      size_t n = std::min(kSplitBytes, r.Size() - off);
       Record part;
       part.op = Op::Write;
       part.path = r.path;
