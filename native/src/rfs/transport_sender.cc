@@ -199,11 +199,11 @@ uint64_t Sender::Submit(Record&& r) {
   bool overflow = false;
   bool direct = false;
   uint64_t seq;
-  // Small records (the latency-bound case: a 4 KiB write, an fsync, metadata) are sent by the
-  // submitting thread itself when nothing is queued: no hand-off to the writer thread. Large ones
-  // go to the writer thread, which encrypts them while the submitting threads go on (concurrent
-  // writeback writes overlap). Lent bytes can only be sent from here: a record that will be
-  // queued owns a copy (made outside the lock).
+  // A record up to kDirectMax (every record: large writes are split above) is sent by the
+  // submitting thread itself when nothing is queued and nobody is sending: no hand-off to the
+  // writer thread, no copy of lent bytes. Otherwise it is queued for the writer thread (concurrent
+  // submitters go on meanwhile); lent bytes can only be read during Submit, so a queued record
+  // owns a copy (made outside the lock).
   const bool small = bytes <= kDirectMax;
   if (r.borrowed) {
     bool own = !small;
