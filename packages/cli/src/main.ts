@@ -192,7 +192,13 @@ async function run(values: Values, out: (s: string) => void, err: (s: string) =>
   const other = await controlRequest(socket, { cmd: 'state' }, 3000).then((st) => st as ClusterStatus, () => undefined);
   if (other) throw new DaemonRunningError(`a daemon (node ${other.node}) is already running on the control socket ${socket}; stop it first, or give this one another --socket`);
   const dirs = config?.rfs?.replicated.map((r) => r.dir) ?? [];
-  if (dirs.length && init.mirror) init.mirror.data = replicator({ dirs });
+  if (dirs.length && init.mirror) {
+    // <rfs async="second"> (the stock file): the secondary acknowledges on receipt; "none": once written.
+    const async = config?.rfs?.async;
+    const mode = async === 'none' ? 'written' : 'received';
+    if (async !== undefined && async !== 'none' && async !== 'second') notes.push(`<rfs async="${async}"> is not known (second, none): replication acknowledged once received`);
+    init.mirror.data = replicator({ dirs, mode });
+  }
   const print = (e: LogEntry) => out(values.json ? JSON.stringify(e) : formatEntry(e));
   const cluster = await createCluster({ ...init, onLog: print, autoStart: !values['no-autostart'], start: false });
   for (const n of notes) cluster.log.warn('config', n);

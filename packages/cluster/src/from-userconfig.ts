@@ -127,6 +127,16 @@ export function checkersFromUserConfig(config: UserConfig, notes: string[]): { c
       ...(p.startAfter ? { graceMs: p.startAfter * (config.errd?.polltimer ?? 10) * 1000 } : {}),
     });
   }
+  // <vip><interface check="on"> (the default): the VIP's interface is up with a carrier (else wait),
+  // and while primary the VIP is on this node and answered by no other host (else stop here so
+  // the peer takes over).
+  for (const itf of config.vip?.interfaces ?? []) {
+    if (!itf.check || !itf.realInterface) continue;
+    const name = itf.realInterface.name;
+    if (name) checkers.push({ checker: interfaceChecker({ name: `intf.${name}`, interface: name }), action: 'wait', when: 'always' });
+    const addr = itf.realInterface.addrs[0]?.addr;
+    if (addr && !PLACEHOLDER.test(addr)) checkers.push({ checker: ipChecker({ name: `ip.${addr}`, address: addr }), action: 'stopstart', when: 'primary' });
+  }
   const c = config.check;
   let witness: WitnessInit | undefined;
   if (c) {
