@@ -995,12 +995,13 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
   scope.End();
   if (err) { fs->errors_++; return (void)fuse_reply_err(req, err); }
   fs->bytes_written_.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
-  // A direct write: drop what other (cached) handles of this file hold of the range.
-  if ((fi->fh & kDirectFh) && in->cached_opens.load(std::memory_order_relaxed) > 0 && n > 0) {
-    fuse_lowlevel_notify_inval_inode(fs->se_, ino, off, n);
-  }
+  const bool inval = (fi->fh & kDirectFh) && n > 0 && in->cached_opens.load(std::memory_order_relaxed) > 0;
   fs->Wait(seq);
   fuse_reply_write(req, static_cast<size_t>(n));
+  // A direct write: drop what other (cached) handles of this file hold of the range (recent kernels
+  // do it themselves). After the reply: libfuse forbids notifications in the execution path of
+  // the operation they concern (the writer may hold the inode's lock).
+  if (inval) fuse_lowlevel_notify_inval_inode(fs->se_, ino, off, n);
 }
 
 void OpFlush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
