@@ -112,7 +112,7 @@ test('tcp checker: stopping the listener makes the resource down', async (t) => 
   const server: Server = createServer((s) => s.end());
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as { port: number }).port;
-  const c = tcpChecker({ host: '127.0.0.1', port, intervalMs: 50, timeoutMs: 500 })({});
+  const c = tcpChecker({ host: '127.0.0.1', port, intervalMs: 50, timeoutMs: 2000 })({});
   await c.start();
   t.teardown(() => c.stop());
   await until('up', () => c.state === 'up');
@@ -184,7 +184,7 @@ test('witness: tcp and custom targets; any/all', async (t) => {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.teardown(() => server.close());
   const port = (server.address() as { port: number }).port;
-  const w = witness({ targets: [{ tcp: { host: '127.0.0.1', port } }, { name: 'never', check: () => new Promise<boolean>(() => {}) }], timeoutMs: 200 });
+  const w = witness({ targets: [{ tcp: { host: '127.0.0.1', port } }, { name: 'never', check: () => new Promise<boolean>(() => {}) }], timeoutMs: 2000 }); // generous: a loaded CI machine
   const r = await w.check();
   t.true(r.reachable);
   t.deepEqual(r.targets.map((x) => x.reachable), [true, false]);
