@@ -29,8 +29,13 @@ test.serial('[lab] replication link cut while the writer runs: the primary goes 
   await waitFor('the writer to go on while ALONE', () => fp.acked(prim) >= atAlone + 200, 60_000);
   t.false(pair.procs[prim]!.events.some((e) => e.ev === 'writer:done'), 'the writer was still running when the link came back');
   const resyncsBefore = fp.logs(prim, 'rfs:resync').length;
+  const syncedBefore = fp.logs(prim, 'rfs:synced').length;
 
   await pair.lab.nodes[second]!.linkUp();
+  // The secondary may still show its Ready state from before the cut (a loaded machine): wait for
+  // the primary's reintegration of it to start and to end.
+  await waitFor('the primary reintegrating the secondary', () => fp.logs(prim, 'rfs:resync').length > resyncsBefore, 60_000);
+  await waitFor('the reintegration to end', () => fp.logs(prim, 'rfs:synced').length > syncedBefore, 60_000);
   await waitFor('the secondary Ready again', () => pair.secondReady(second), 60_000);
   const resync = fp.logs(prim, 'rfs:resync').slice(resyncsBefore);
   t.log(msgs(resync));
