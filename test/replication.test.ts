@@ -3,30 +3,17 @@
  * replicated directory, seen at the same path through a private bind mount), the embedded example
  * appending numbered records with an fdatasync each; the primary is SIGKILLed mid-stream.
  */
-import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { labTest } from './lab/ava.js';
 import { waitFor } from './lab/index.js';
 import { MirrorPair } from './lab/mirror-pair.js';
 import { controlRequest, type ClusterStatus } from '../packages/cluster/src/index.js';
+import { treeHash } from './lab/tree.js';
 
 const test = labTest;
 
-function treeHash(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (rel: string) => {
-    for (const name of readdirSync(join(dir, rel))) {
-      const r = rel ? `${rel}/${name}` : name;
-      const st = statSync(join(dir, r));
-      if (st.isDirectory()) walk(r);
-      else out[r] = createHash('sha256').update(readFileSync(join(dir, r))).digest('hex');
-    }
-  };
-  walk('');
-  return out;
-}
 
 test.serial('[lab] replication: every record acknowledged before SIGKILL of the primary is on the new primary; the returning node ends byte-identical', async (t) => {
   const root = mkdtempSync(join(tmpdir(), 'ha-repl-'));

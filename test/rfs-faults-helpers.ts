@@ -2,9 +2,8 @@
  * Shared set-up of the replication failure tests (test/rfs-faults*.test.ts): a mirror pair of the
  * embedded example with a replicated directory, each node with its own copy seen at the same path.
  */
-import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, lstatSync, readlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -13,27 +12,7 @@ import { MirrorPair, type Ev, type NodeProc } from './lab/mirror-pair.js';
 
 const pexec = promisify(execFile);
 
-/** sha256 of every file (and symlink target) under dir, by relative path; directories listed too. */
-export function treeHash(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (rel: string) => {
-    for (const name of readdirSync(join(dir, rel))) {
-      const r = rel ? `${rel}/${name}` : name;
-      const st = lstatSync(join(dir, r));
-      if (st.isDirectory()) { out[r + '/'] = 'dir'; walk(r); }
-      else if (st.isSymbolicLink()) out[r] = `-> ${readlinkSync(join(dir, r))}`;
-      else out[r] = createHash('sha256').update(readFileSync(join(dir, r))).digest('hex');
-    }
-  };
-  walk('');
-  return out;
-}
-
-/** Names of the entries that differ between two tree hashes (for readable failures). */
-export function treeDiff(a: Record<string, string>, b: Record<string, string>): string[] {
-  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
-  return [...keys].filter((k) => a[k] !== b[k]).sort();
-}
+export { treeDiff, treeHash } from './lab/tree.js';
 
 export interface FaultPair {
   pair: MirrorPair;

@@ -5,27 +5,14 @@
  * after restoring the same backup on both): the first synchronisation sends only what differs,
  * removes what only the secondary has, and ends byte-identical.
  */
-import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { labTest } from './lab/ava.js';
 import { waitFor } from './lab/index.js';
 import { MirrorPair, type Ev } from './lab/mirror-pair.js';
+import { treeHash } from './lab/tree.js';
 
-function treeHash(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (rel: string) => {
-    for (const name of readdirSync(join(dir, rel))) {
-      const r = rel ? `${rel}/${name}` : name;
-      const st = statSync(join(dir, r));
-      if (st.isDirectory()) walk(r);
-      else out[r] = createHash('sha256').update(readFileSync(join(dir, r))).digest('hex');
-    }
-  };
-  walk('');
-  return out;
-}
 
 const MiB = 1 << 20;
 const T = new Date('2025-03-04T05:06:07Z');

@@ -6,30 +6,17 @@
  * becomes SECOND with data identical to the primary's, and the file it wrote while alone is kept
  * in <stateDir>/diverged/<timestamp>/0/ and named in the module log and the `replica:diverged` event.
  */
-import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { labTest } from './lab/ava.js';
 import { waitFor } from './lab/index.js';
 import { CheckerPair } from './checkers-pair.js';
+import { treeHash } from './lab/tree.js';
 
 const run = promisify(execFile);
 
-function treeHash(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (rel: string) => {
-    for (const name of readdirSync(join(dir, rel))) {
-      const r = rel ? `${rel}/${name}` : name;
-      const st = statSync(join(dir, r));
-      if (st.isDirectory()) walk(r);
-      else out[r] = createHash('sha256').update(readFileSync(join(dir, r))).digest('hex');
-    }
-  };
-  walk('');
-  return out;
-}
 
 labTest('[lab] split brain without witness: both serve; heal: the loser resynchronises, its divergent file is kept aside and reported', async (t) => {
   const pair = await CheckerPair.create();
