@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { nativeAvailable, nativeUnavailableReason } from '../native/src/native.js';
-import { openDirtyTracker, benchDirtyTracker, DirtyArgumentError } from '../native/src/rfs-dirty.js';
+import { openDirtyTracker, _benchDirtyTracker, DirtyArgumentError } from '../native/src/rfs-dirty.js';
 import type { DirtyTracker, DirtyEntry } from '../native/src/rfs-dirty.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -326,14 +326,14 @@ t0('compaction past the bound keeps the state (snapshot + new log), old logs rem
 
 t0('group commit: threads marking new zones share fdatasyncs; marks/s figures', (t) => {
   const tr = open(t, tmp(t));
-  const one = benchDirtyTracker(tr, 1, 200, true, 'one/t');
+  const one = _benchDirtyTracker(tr, 1, 200, true, 'one/t');
   t.is(one.fsyncs, one.marks, 'one thread: one fdatasync per new zone');
-  const many = benchDirtyTracker(tr, 16, 100, true, 'many/t');
+  const many = _benchDirtyTracker(tr, 16, 100, true, 'many/t');
   t.true(many.fsyncs < many.marks / 2, `16 threads: ${many.fsyncs} fdatasyncs for ${many.marks} marks`);
-  benchDirtyTracker(tr, 4, 1, false, 'hot/t');  // makes the zones dirty (4 fdatasyncs at most)
-  const hot = benchDirtyTracker(tr, 1, 200_000, false, 'hot/t');
+  _benchDirtyTracker(tr, 4, 1, false, 'hot/t');  // makes the zones dirty (4 fdatasyncs at most)
+  const hot = _benchDirtyTracker(tr, 1, 200_000, false, 'hot/t');
   t.is(hot.fsyncs, 0, 'already-dirty zones cost no fdatasync');
-  const hot4 = benchDirtyTracker(tr, 4, 100_000, false, 'hot/t');
+  const hot4 = _benchDirtyTracker(tr, 4, 100_000, false, 'hot/t');
   t.is(hot4.fsyncs, 0);
   t.log(`new zones, 1 thread: ${(one.marks / one.ms * 1000).toFixed(0)} marks/s (${(one.ms / one.marks * 1000).toFixed(0)} µs each)`);
   t.log(`new zones, 16 threads: ${(many.marks / many.ms * 1000).toFixed(0)} marks/s, ${many.fsyncs} fdatasyncs for ${many.marks} marks`);
@@ -343,8 +343,8 @@ t0('group commit: threads marking new zones share fdatasyncs; marks/s figures', 
 serial('1,000,000 dirty paths: marked, snapshotted and reopened in sane time and memory; one more mark costs the same', (t) => {
   const dir = tmp(t);
   const small = open(t, join(dir, 'small'));
-  benchDirtyTracker(small, 1, 1000, false, 'warm/t');
-  const hotSmall = benchDirtyTracker(small, 1, 200_000, false, 'hot/t');
+  _benchDirtyTracker(small, 1, 1000, false, 'warm/t');
+  const hotSmall = _benchDirtyTracker(small, 1, 200_000, false, 'hot/t');
 
   const rss0 = process.memoryUsage().rss;
   const a = openDirtyTracker({ dir: join(dir, 'big'), zoneBytes: MiB });
@@ -359,8 +359,8 @@ serial('1,000,000 dirty paths: marked, snapshotted and reopened in sane time and
   const st = a.stats();
   t.is(st.entries, N);
   const rss1 = process.memoryUsage().rss;
-  benchDirtyTracker(a, 1, 1000, false, 'd5/file-5.dat/t');  // (a path among the others)
-  const hotBig = benchDirtyTracker(a, 1, 200_000, false, 'd5/file-5.dat/t');
+  _benchDirtyTracker(a, 1, 1000, false, 'd5/file-5.dat/t');  // (a path among the others)
+  const hotBig = _benchDirtyTracker(a, 1, 200_000, false, 'd5/file-5.dat/t');
   start = Date.now();
   const snap = a.snapshot();
   const snapMs = Date.now() - start;

@@ -140,8 +140,8 @@ interface NativeTracker {
   bench(threads: number, perThread: number, fresh: boolean, prefix: string): { ms: number; marks: number; fsyncs: number };
 }
 
-/** The binding's part for this module. @internal */
-export interface RfsDirtyBinding {
+/** The binding's part for this module. */
+interface RfsDirtyBinding {
   RfsDirtyTracker: new (dir: string, zoneBytes: number) => NativeTracker;
 }
 
@@ -255,7 +255,7 @@ export function openDirtyTracker(init: DirtyTrackerInit): DirtyTracker {
  * (`fresh`: a new zone every time, so every mark needs the log; else the same zone again).
  * Blocks the JS thread. @internal
  */
-export function benchDirtyTracker(t: DirtyTracker, threads: number, perThread: number, fresh: boolean, prefix = 'bench/t'): { ms: number; marks: number; fsyncs: number } {
+export function _benchDirtyTracker(t: DirtyTracker, threads: number, perThread: number, fresh: boolean, prefix = 'bench/t'): { ms: number; marks: number; fsyncs: number } {
   checkUint('threads', threads);
   checkUint('perThread', perThread);
   if (threads < 1 || threads > 256) arg('threads', 'must be from 1 to 256');

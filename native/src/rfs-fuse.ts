@@ -168,8 +168,8 @@ export interface TestSinkOptions {
   keep?: boolean;
 }
 
-/** @internal */
-export interface RfsFuseBinding {
+/** The binding's part for this module. */
+interface RfsFuseBinding {
   rfsFuseMount(dir: string, sink: RfsSinkHandle, opts: { maxThreads?: number; attrTimeout?: number; entryTimeout?: number; writeback?: boolean; maxInodeFds?: number }, onEvent: (e: NativeEvent) => void): Handle;
   rfsFuseUnmount(h: Handle, lazy: boolean, timeoutMs: number): Promise<void>;
   rfsFuseStats(h: Handle): InterceptorStats;
@@ -264,12 +264,12 @@ export class Interceptor extends EventEmitter<InterceptorEvents> {
   private readonly handle: Handle;
   private unmounting: Promise<void> | undefined;
 
-  /** @internal */
-  constructor(dir: string, handle: Handle | undefined, testSink: TestSink | undefined, mount?: (onEvent: (e: NativeEvent) => void) => Handle) {
+  /** @internal Made by {@link mountInterceptor}; `mount` is an internal function (typed `unknown` to keep the binding's types private). */
+  constructor(dir: string, testSink: TestSink | undefined, mount: unknown) {
     super();
     this.dir = dir;
     this.testSink = testSink;
-    this.handle = handle ?? mount!((e) => this.onNative(e));
+    this.handle = (mount as (onEvent: (e: NativeEvent) => void) => Handle)((e) => this.onNative(e));
   }
 
   private onNative(e: NativeEvent): void {
@@ -341,7 +341,7 @@ export function mountInterceptor(init: MountInterceptorInit): Interceptor {
   if (entryTimeout !== undefined) opts.entryTimeout = entryTimeout;
   const bind = b();
   try {
-    return new Interceptor(dir, undefined, testSink, (onEvent) => bind.rfsFuseMount(dir, sink, opts, onEvent));
+    return new Interceptor(dir, testSink, (onEvent: (e: NativeEvent) => void) => bind.rfsFuseMount(dir, sink, opts, onEvent));
   } catch (err) {
     if (err instanceof HaError) throw err;
     throw wrapNative(err, `mount interceptor over ${dir}`);

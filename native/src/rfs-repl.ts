@@ -133,8 +133,8 @@ interface NativeEvent { code?: string; message?: string; [k: string]: unknown }
 declare const replBrand: unique symbol;
 interface Handle { readonly [replBrand]: 'RfsReplHandle' }
 
-/** @internal */
-export interface RfsReplBinding {
+/** The binding's part for this module. */
+interface RfsReplBinding {
   rfsReplOpen(o: { dir: string; stateDir: string; zoneBytes: number; barrierIntervalMs: number; onEvent: (type: string, e: NativeEvent) => void }): Handle;
   rfsReplSink(h: Handle): RfsSinkHandle;
   rfsReplAttach(h: Handle, sender: RfsSinkHandle, holdUntilResync?: boolean): void;
@@ -198,13 +198,13 @@ export class ReplicatedDir extends EventEmitter<ReplicatedDirEvents> {
   #closed = false;
   #pending: { resolve: (r: ResyncResult) => void; reject: (e: Error) => void; cleanup: () => void } | undefined;
 
-  /** @internal */
-  constructor(b: RfsReplBinding, dir: string, stateDir: string, open: (onEvent: (type: string, e: NativeEvent) => void) => Handle) {
+  /** @internal Made by {@link openReplicatedDir}; `b` and `open` are internal (typed `unknown` to keep the binding's types private). */
+  constructor(b: unknown, dir: string, stateDir: string, open: unknown) {
     super();
-    this.#b = b;
+    this.#b = b as RfsReplBinding;
     this.dir = dir;
     this.stateDir = stateDir;
-    this.#h = open((type, e) => this.#event(type, e));
+    this.#h = (open as (onEvent: (type: string, e: NativeEvent) => void) => Handle)((type, e) => this.#event(type, e));
   }
 
   #event(type: string, e: NativeEvent): void {
@@ -357,7 +357,7 @@ export function openReplicatedDir(init: ReplicatedDirInit): ReplicatedDir {
   try { mkdirSync(stateDir, { recursive: true, mode: 0o700 }); } catch (err) { fail(`openReplicatedDir: stateDir ${stateDir} cannot be created: ${(err as Error).message}`); }
   const b = binding<RfsReplBinding>();
   try {
-    return new ReplicatedDir(b, dir, stateDir, (onEvent) => b.rfsReplOpen({ dir, stateDir, zoneBytes, barrierIntervalMs, onEvent }));
+    return new ReplicatedDir(b, dir, stateDir, (onEvent: (type: string, e: NativeEvent) => void) => b.rfsReplOpen({ dir, stateDir, zoneBytes, barrierIntervalMs, onEvent }));
   } catch (err) {
     throw wrap(err, 'openReplicatedDir');
   }

@@ -123,8 +123,8 @@ interface NativeEvent { peer?: string; code?: string; message?: string; path?: s
 declare const handleBrand: unique symbol;
 interface NativeHandle { readonly [handleBrand]: 'RfsTransportHandle' }
 
-/** The binding's transport functions. @internal */
-export interface RfsTransportBinding {
+/** The binding's transport functions. */
+interface RfsTransportBinding {
   rfsReceiverStart(o: { dir: string; bind: string; port: number; key: Buffer; durable: boolean; onEvent: (type: string, e: NativeEvent) => void }): NativeHandle;
   rfsReceiverPort(h: NativeHandle): number;
   rfsReceiverStats(h: NativeHandle): RfsReceiverStats;
@@ -188,16 +188,17 @@ export class RfsReceiver extends EventEmitter<RfsReceiverEvents> {
   readonly #h: NativeHandle;
   #closed = false;
 
-  /** @internal */
-  constructor(b: RfsTransportBinding, h: NativeHandle) {
+  /** @internal Made by {@link startReceiver} (`b`, `h`: the binding and the native handle, kept private). */
+  constructor(b: unknown, h: unknown) {
     super();
-    this.#b = b;
-    this.#h = h;
-    this.port = b.rfsReceiverPort(h);
+    this.#b = b as RfsTransportBinding;
+    this.#h = h as NativeHandle;
+    this.port = this.#b.rfsReceiverPort(this.#h);
   }
 
-  /** @internal */
-  _event(type: string, e: NativeEvent): void {
+  /** @internal The native side's events (`e`: the binding's event object). */
+  _event(type: string, ev: unknown): void {
+    const e = ev as NativeEvent;
     switch (type) {
       case 'connected': this.emit('connected', { peer: e.peer ?? '' }); break;
       case 'disconnected': this.emit('disconnected', { peer: e.peer ?? '', ...(e.code ? { code: e.code } : {}), ...(e.message ? { message: e.message } : {}) }); break;
@@ -316,16 +317,17 @@ export class RfsSender extends EventEmitter<RfsSenderEvents> {
   #sink: RfsSinkHandle | undefined;
   #closed = false;
 
-  /** @internal */
-  constructor(b: RfsTransportBinding, h: NativeHandle, peer: string) {
+  /** @internal Made by {@link connectSender} (`b`, `h`: the binding and the native handle, kept private). */
+  constructor(b: unknown, h: unknown, peer: string) {
     super();
-    this.#b = b;
-    this.#h = h;
+    this.#b = b as RfsTransportBinding;
+    this.#h = h as NativeHandle;
     this.peer = peer;
   }
 
-  /** @internal */
-  _event(type: string, e: NativeEvent): void {
+  /** @internal The native side's events (`e`: the binding's event object). */
+  _event(type: string, ev: unknown): void {
+    const e = ev as NativeEvent;
     if (type === 'lost') this.emit('lost', nativeError(e.code, e.message));
   }
 

@@ -49,8 +49,8 @@ export class VerifyError extends HaError {
   constructor(code: string, message: string, cause?: unknown) { super(code, message, { cause }); }
 }
 
-/** @internal */
-export interface RfsVerifyBinding {
+/** The binding's part for this module. */
+interface RfsVerifyBinding {
   rfsCompareDirs(a: string, b: string): Promise<VerifyReport>;
 }
 
