@@ -465,3 +465,91 @@ print(before.decode(), mb.decode(), after.decode(), ma.decode())
   t.is(statSync(join(env.under, 'big')).size, 8 << 20);
   t.is(icpt.stats().errors, 0);
 });
+
+/** Python: makes (or, with 'check', reads) a chain of directories `comps` below argv[1] by relative steps, with file `leaf` at the bottom. */
+const DEEP = String.raw`
+import os, sys, json
+mode, root, comps, leaf = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
+os.chdir(root)
+for c in comps:
+    if mode == 'make': os.mkdir(c)
+    os.chdir(c)
+if mode == 'make': open(leaf, 'w').write('deep')
+else: print(open(leaf).read())
+`;
+
+test('[lab] renaming a directory so that a path below it would reach PATH_MAX: ENAMETOOLONG, refused event, nothing changed; shorter, equal and small lengthening renames work and are recorded', async (t) => {
+  const env = await setup(t);
+  // Made before the mount (the kernel never looked any of it up): 'a' + 20 levels of 200 bytes + a
+  // 68-byte leaf = a deepest path of 4090 bytes below the root: 5 bytes of room under PATH_MAX (4096).
+  const D = 'd'.repeat(200);
+  const comps = ['a', ...Array<string>(20).fill(D)];
+  const leaf = 'f'.repeat(68);
+  t.is([...comps, leaf].join('/').length, 4090);
+  // rmSync cannot remove paths past PATH_MAX: rm does (after the interceptor's unmount).
+  t.teardown(() => run('sh', ['-c', `rm -rf -- '${env.under}'/*`]).then(() => undefined, () => undefined));
+  await py(DEEP, 'make', env.dir, JSON.stringify(comps), leaf);
+  mkdirSync(join(env.dir, 'shallow'));
+  writeFileSync(join(env.dir, 'shallow', 'x'), 'x');
+  const icpt = await mountInterceptor({ dir: env.dir, sink: 'test' });
+  track(t, icpt);
+  const refused: { code: string; message: string }[] = [];
+  icpt.on('refused', (e) => refused.push({ code: e.code, message: e.message }));
+  const renameErr = async (from: string, to: string): Promise<string | undefined> => {
+    try { await fsp.rename(join(env.dir, from), join(env.dir, to)); return undefined; } catch (err) { return (err as NodeJS.ErrnoException).code; }
+  };
+  const deepIn = async (root: string, top: string, mid = D): Promise<string> =>
+    (await py(DEEP, 'check', root, JSON.stringify([top, mid, ...comps.slice(2)]), leaf)).trim();
+
+  // +5 bytes: the deepest path becomes 4095 bytes, still allowed (the walk finds nothing too long).
+  t.is(await renameErr('a', 'abcdef'), undefined);
+  t.deepEqual(icpt.testSink!.takeRecords().map(show), ['rename a -> abcdef flags0']);
+  // +1 more byte: 4096 -> refused before anything is done.
+  t.is(await renameErr('abcdef', 'abcdefg'), 'ENAMETOOLONG');
+  // A directory in the middle of the chain (its parent known to the kernel, nothing below it).
+  t.is(await renameErr(join('abcdef', D), join('abcdef', D + 'x')), 'ENAMETOOLONG');
+  // RENAME_EXCHANGE with a shallow directory of a longer name: the deep one would move to it.
+  mkdirSync(join(env.dir, 'abcdefgh'));
+  t.deepEqual(icpt.testSink!.takeRecords().map(show), ['mkdir abcdefgh 0755 0:0']);
+  const xchg = await py(String.raw`
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+r = libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), 2)
+print('ok' if r == 0 else os.strerror(ctypes.get_errno()))
+`, join(env.dir, 'abcdefgh'), join(env.dir, 'abcdef'));
+  t.is(xchg.trim(), 'File name too long', 'an exchange that lengthens the deep directory\'s path is refused too');
+  for (let i = 0; i < 50 && refused.length < 3; i++) await new Promise((r) => setTimeout(r, 20));
+  t.log(refused.map((e) => e.message).join('\n'));
+  t.is(refused.length, 3);
+  t.true(refused.every((e) => e.code === 'ERR_RFS_PATH_TOO_LONG'));
+  t.regex(refused[0]!.message, /^renaming the directory 'abcdef' to 'abcdefg' would make 'abcdefg\/d+\.\.\.f+' a path below .* of 4096 bytes that cannot be replicated \(limit 4095\): refused with ENAMETOOLONG$/);
+  t.regex(refused[1]!.message, new RegExp(`^renaming the directory 'abcdef/d+\\.\\.\\.d+' to 'abcdef/d+\\.\\.\\.d+x' .* of 4096 bytes`));
+  t.regex(refused[2]!.message, /^renaming the directory 'abcdef' to 'abcdefgh' .* of 4097 bytes/);
+  // Nothing changed underneath, nothing recorded.
+  t.deepEqual(icpt.testSink!.takeRecords(), []);
+  t.deepEqual((await fsp.readdir(env.under)).sort(), ['abcdef', 'abcdefgh', 'shallow']);
+  t.is(await deepIn(env.under, 'abcdef'), 'deep');
+  t.deepEqual(await fsp.readdir(join(env.under, 'abcdefgh')), []);
+
+  // Same length and shorter: no walk needed, done and recorded; the tree is intact below.
+  t.is(await renameErr('abcdef', 'zyxwvu'), undefined);
+  t.is(await renameErr(join('zyxwvu', D), join('zyxwvu', 'm')), undefined);
+  t.is(await renameErr('zyxwvu', 'z'), undefined);
+  // Lengthening a directory whose tree is shallow: the walk finds nothing too long.
+  t.is(await renameErr('shallow', 'shallow-' + 'l'.repeat(200)), undefined);
+  // Lengthening a file (no walk) and the deep tree's top by what is left.
+  t.is(await renameErr(join('shallow-' + 'l'.repeat(200), 'x'), join('shallow-' + 'l'.repeat(200), 'x'.repeat(250))), undefined);
+  t.is(await renameErr('z', 'z' + 'y'.repeat(204)), undefined);
+  t.deepEqual(icpt.testSink!.takeRecords().map(show), [
+    'rename abcdef -> zyxwvu flags0',
+    `rename zyxwvu/${D} -> zyxwvu/m flags0`,
+    'rename zyxwvu -> z flags0',
+    `rename shallow -> shallow-${'l'.repeat(200)} flags0`,
+    `rename shallow-${'l'.repeat(200)}/x -> shallow-${'l'.repeat(200)}/${'x'.repeat(250)} flags0`,
+    `rename z -> z${'y'.repeat(204)} flags0`,
+  ]);
+  t.is(await deepIn(env.under, 'z' + 'y'.repeat(204), 'm'), 'deep');
+  t.is(readFileSync(join(env.under, 'shallow-' + 'l'.repeat(200), 'x'.repeat(250)), 'utf8'), 'x');
+  t.is(refused.length, 3, 'no more refusals');
+  t.is(icpt.stats().notReplicated, 0);
+});

@@ -72,6 +72,55 @@ std::string ProcPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
 std::string Join(const std::string& dir, const char* name) { return dir.empty() ? std::string(name) : dir + "/" + name; }
 
+// Walks the real directory `dfd` (an fd open O_RDONLY|O_DIRECTORY; closed here) whose entries have
+// the relative path `sub` + "/" + name below the directory being checked ("" = that directory):
+// true as soon as one such path has `room` bytes or more (it is left in *sub). Symlinks are not
+// followed; one DIR at a time (its names are read, then it is closed before going down), one plain
+// fd per level. Entries that vanish or cannot be opened meanwhile are skipped. Cost: proportional
+// to the entries below (stops at the first path found too long).
+bool SubtreeReaches(int dfd, std::string* sub, size_t room) {
+  std::vector<std::string> dirs;
+  bool found = false;
+  {
+    int dup_fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
+    DIR* dp = dup_fd >= 0 ? fdopendir(dup_fd) : nullptr;
+    if (!dp) {
+      if (dup_fd >= 0) close(dup_fd);
+      close(dfd);
+      return false;
+    }
+    size_t base = sub->empty() ? 0 : sub->size() + 1;
+    while (struct dirent* de = readdir(dp)) {
+      const char* n = de->d_name;
+      if (n[0] == '.' && (n[1] == 0 || (n[1] == '.' && n[2] == 0))) continue;
+      if (base + std::strlen(n) >= room) {
+        if (!sub->empty()) sub->push_back('/');
+        sub->append(n);
+        found = true;
+        break;
+      }
+      bool is_dir = de->d_type == DT_DIR;
+      if (de->d_type == DT_UNKNOWN) {
+        struct stat st;
+        is_dir = fstatat(dfd, n, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+      }
+      if (is_dir) dirs.emplace_back(n);
+    }
+    closedir(dp);
+  }
+  for (size_t i = 0; !found && i < dirs.size(); i++) {
+    int cfd = openat(dfd, dirs[i].c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (cfd < 0) continue;
+    size_t keep = sub->size();
+    if (!sub->empty()) sub->push_back('/');
+    sub->append(dirs[i]);
+    found = SubtreeReaches(cfd, sub, room);
+    if (!found) sub->resize(keep);
+  }
+  close(dfd);
+  return found;
+}
+
 class Fs final : public Interceptor {
  public:
   explicit Fs(InterceptorOptions opts, InterceptorEventFn ev) : opts_(std::move(opts)), on_event_(std::move(ev)) {}
@@ -112,6 +161,29 @@ class Fs final : public Interceptor {
     Emit("refused", "ERR_RFS_PATH_TOO_LONG",
          "'" + p.substr(0, 48) + "...': a path below " + opts_.dir + " of " + std::to_string(p.size()) +
              " bytes cannot be replicated (limit " + std::to_string(PATH_MAX - 1) + "): refused with ENAMETOOLONG");
+    return true;
+  }
+  // A rename of a directory to a longer path lengthens the paths of everything below it, which the
+  // kernel's inode table does not know (only looked-up entries): one of them reaching PATH_MAX
+  // could not be applied by the secondary either. Only when `to` is longer than `from` (the
+  // entry's old and new paths below the root) and the entry `name` in `parent_fd` is a directory,
+  // the real tree below it is walked (SubtreeReaches: cost proportional to the entries below,
+  // stopping at the first path too long); any other rename costs nothing here. Refused like
+  // PathTooLong. The walk runs before the ordering lock: an entry made deeper below the directory
+  // by a concurrent operation during the walk is not seen.
+  bool RenameTooLong(int parent_fd, const char* name, const std::string& from, const std::string& to) {
+    if (to.size() <= from.size() || to.size() >= PATH_MAX) return false;
+    int dfd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0) return false;  // not a directory (or gone: renameat2 will say so)
+    std::string sub;
+    if (!SubtreeReaches(dfd, &sub, PATH_MAX - to.size() - 1)) return false;
+    std::string p = to + "/" + sub;
+    auto cut = [](const std::string& s) { return s.size() <= 120 ? s : s.substr(0, 56) + "..." + s.substr(s.size() - 56); };
+    errors_++;
+    Emit("refused", "ERR_RFS_PATH_TOO_LONG",
+         "renaming the directory '" + cut(from) + "' to '" + cut(to) + "' would make '" + cut(p) + "' a path below " + opts_.dir +
+             " of " + std::to_string(p.size()) + " bytes that cannot be replicated (limit " + std::to_string(PATH_MAX - 1) +
+             "): refused with ENAMETOOLONG");
     return true;
   }
   // Under order_mu: submits (or counts as unrecorded when path is unknown). Returns the seq or 0.
@@ -709,13 +781,16 @@ void OpRename(fuse_req_t req, fuse_ino_t parent_ino, const char* name, fuse_ino_
   Pinned nppin(fs, np);
   if (nppin.fd < 0) return (void)fuse_reply_err(req, nppin.err());
   if (fs->PathTooLong(np, newname)) return (void)fuse_reply_err(req, ENAMETOOLONG);
+  std::string from, to;
+  bool paths = fs->ChildPath(p, name, &from) && fs->ChildPath(np, newname, &to);
+  // A directory moved to a longer path (with RENAME_EXCHANGE, also the one moved the other way).
+  if (paths && (fs->RenameTooLong(p->fd, name, from, to) ||
+                ((flags & RENAME_EXCHANGE) && fs->RenameTooLong(np->fd, newname, to, from))))
+    return (void)fuse_reply_err(req, ENAMETOOLONG);
   uint64_t seq = 0;
   int err = 0;
   ChangeScope scope(fs);
-  {
-    std::string a, b;
-    if (fs->ChildPath(p, name, &a) && fs->ChildPath(np, newname, &b)) scope.Meta(Op::Rename, a, b);
-  }
+  if (paths) scope.Meta(Op::Rename, from, to);
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
     Record r;
