@@ -671,6 +671,22 @@ ResyncResult RunResync(const std::shared_ptr<ReplicationSink>& sink, const Resyn
   return r.Run();
 }
 
+namespace {
+// The end of a verify: counts `mine` (entries, bytes of regular files), compares it with `theirs`.
+VerifyResult Compared(VerifyResult res, const std::unordered_map<std::string, ManifestEntry>& mine,
+                      const std::unordered_map<std::string, ManifestEntry>& theirs, std::chrono::steady_clock::time_point t0) {
+  for (const auto& [k, e] : mine) {
+    res.entries++;
+    if (S_ISREG(e.mode)) res.bytes += e.size;
+  }
+  res.peerEntries = theirs.size();
+  res.differences = CompareManifests(mine, theirs);
+  res.ok = true;
+  res.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  return res;
+}
+}  // namespace
+
 VerifyResult Resyncer::Verify(const std::shared_ptr<ReplicationSink>& sink, int timeoutMs) {
   VerifyResult res;
   auto t0 = Clock::now();
@@ -709,15 +725,7 @@ VerifyResult Resyncer::Verify(const std::shared_ptr<ReplicationSink>& sink, int 
     res.message = err;
     return res;
   }
-  for (const auto& [k, e] : local) {
-    res.entries++;
-    if (S_ISREG(e.mode)) res.bytes += e.size;
-  }
-  res.peerEntries = peer.size();
-  res.differences = CompareManifests(local, peer);
-  res.ok = true;
-  res.ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-  return res;
+  return Compared(std::move(res), local, peer, t0);
 }
 
 VerifyResult RunVerify(const std::shared_ptr<ReplicationSink>& sink, int timeoutMs) { return Resyncer::Verify(sink, timeoutMs); }
@@ -741,15 +749,7 @@ VerifyResult CompareDirs(const std::string& a, const std::string& b) {
       return res;
     }
   }
-  for (const auto& [k, e] : ma) {
-    res.entries++;
-    if (S_ISREG(e.mode)) res.bytes += e.size;
-  }
-  res.peerEntries = mb.size();
-  res.differences = CompareManifests(ma, mb);
-  res.ok = true;
-  res.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  return res;
+  return Compared(std::move(res), ma, mb, t0);
 }
 
 }  // namespace ha::rfs
