@@ -46,6 +46,10 @@ export interface InterceptorStats {
   /** Inode fds reopened after the cache closed them, and fds the cache closed. */
   fdReopens: number;
   fdEvictions: number;
+  /** Writes made with O_DIRECT on the real file ({@link MountInterceptorInit.directLocalWrites}). */
+  directWrites: number;
+  /** The file system under the mount refused O_DIRECT: every write is buffered. */
+  directUnsupported: boolean;
   mounted: boolean;
 }
 
@@ -57,6 +61,8 @@ export interface InterceptorEvents {
   stale: [message: string];
   /** An operation was refused because it could not be replicated (code ERR_RFS_PATH_TOO_LONG: a path below the directory reaching PATH_MAX; the application got ENAMETOOLONG). */
   refused: [error: RfsError];
+  /** Something worth a line in the module log that needs no action (e.g. O_DIRECT refused by the file system). */
+  notice: [message: string];
   /** The FUSE session ended without {@link Interceptor.unmount} (someone unmounted it). */
   closed: [error: RfsSessionEndedError];
   error: [error: HaError];
@@ -89,6 +95,16 @@ export interface MountInterceptorInit {
    * Default: half of the process's RLIMIT_NOFILE.
    */
   maxInodeFds?: number;
+  /**
+   * Large aligned writes (at least 128 KiB, offset and length multiples of 4 KiB) of write-only
+   * handles go to the real file with O_DIRECT (default true): the primary's own copy skips its
+   * page cache, which halves the memory traffic of replicated streaming writes (the `write()`
+   * waits for the secondary anyway, so the disk write overlaps nothing the application could do
+   * meanwhile). Smaller or unaligned writes, and handles open for reading too, stay buffered;
+   * where the file system refuses O_DIRECT every write is buffered (event `notice`). Ignored with
+   * `writeback`.
+   */
+  directLocalWrites?: boolean;
 }
 
 /** Options of {@link Interceptor.unmount}. @public */
@@ -170,7 +186,7 @@ export interface TestSinkOptions {
 
 /** The binding's part for this module. */
 interface RfsFuseBinding {
-  rfsFuseMount(dir: string, sink: RfsSinkHandle, opts: { maxThreads?: number; attrTimeout?: number; entryTimeout?: number; writeback?: boolean; maxInodeFds?: number }, onEvent: (e: NativeEvent) => void): Handle;
+  rfsFuseMount(dir: string, sink: RfsSinkHandle, opts: { maxThreads?: number; attrTimeout?: number; entryTimeout?: number; writeback?: boolean; maxInodeFds?: number; directLocalWrites?: boolean }, onEvent: (e: NativeEvent) => void): Handle;
   rfsFuseUnmount(h: Handle, lazy: boolean, timeoutMs: number): Promise<void>;
   rfsFuseStats(h: Handle): InterceptorStats;
   rfsStaleMountCleanup(dir: string): number;
@@ -276,6 +292,7 @@ export class Interceptor extends EventEmitter<InterceptorEvents> {
     switch (e.kind) {
       case 'replication': this.emit('replication', e.message === 'restored'); break;
       case 'stale': this.emit('stale', e.message); break;
+      case 'notice': this.emit('notice', e.message); break;
       case 'refused': this.emit('refused', new RfsError(e.code || 'ERR_RFS_REFUSED', e.message)); break;
       case 'closed': this.emit('closed', new RfsSessionEndedError(e.code || 'ERR_RFS_SESSION_ENDED', e.message)); break;
       default: if (this.listenerCount('error') > 0) this.emit('error', new RfsError(e.code || 'ERR_RFS', e.message));
@@ -333,7 +350,9 @@ export function mountInterceptor(init: MountInterceptorInit): Interceptor {
   const entryTimeout = optNumber(init.entryTimeoutS, 'entryTimeoutS', 0, 1e9, false);
   if (init.writeback !== undefined && typeof init.writeback !== 'boolean') throw new InvalidRfsArgumentError(`mountInterceptor: writeback must be a boolean, got ${JSON.stringify(init.writeback)}`);
   const maxInodeFds = optNumber(init.maxInodeFds, 'maxInodeFds', 16, 1 << 24, true);
-  const opts: { maxThreads?: number; attrTimeout?: number; entryTimeout?: number; writeback?: boolean; maxInodeFds?: number } = {};
+  if (init.directLocalWrites !== undefined && typeof init.directLocalWrites !== 'boolean') throw new InvalidRfsArgumentError(`mountInterceptor: directLocalWrites must be a boolean, got ${JSON.stringify(init.directLocalWrites)}`);
+  const opts: { maxThreads?: number; attrTimeout?: number; entryTimeout?: number; writeback?: boolean; maxInodeFds?: number; directLocalWrites?: boolean } = {};
+  if (init.directLocalWrites !== undefined) opts.directLocalWrites = init.directLocalWrites;
   if (maxInodeFds !== undefined) opts.maxInodeFds = maxInodeFds;
   if (init.writeback !== undefined) opts.writeback = init.writeback;
   if (maxThreads !== undefined) opts.maxThreads = maxThreads;

@@ -101,6 +101,7 @@ Napi::Value Mount(const Napi::CallbackInfo& info) {
   if (o.Get("entryTimeout").IsNumber()) opts.entry_timeout = o.Get("entryTimeout").As<Napi::Number>().DoubleValue();
   if (o.Get("maxInodeFds").IsNumber()) opts.max_inode_fds = o.Get("maxInodeFds").As<Napi::Number>().Uint32Value();
   if (o.Get("writeback").IsBoolean()) opts.writeback = o.Get("writeback").As<Napi::Boolean>().Value();
+  if (o.Get("directLocalWrites").IsBoolean()) opts.direct_local_writes = o.Get("directLocalWrites").As<Napi::Boolean>().Value();
 
   auto port = std::make_shared<EventPort>();
   port->tsfn = Napi::ThreadSafeFunction::New(env, info[3].As<Napi::Function>(), "ha:rfsFuseEvents", 0, 1);
@@ -187,6 +188,8 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
   o.Set("inodeFdsMax", Napi::Number::New(env, static_cast<double>(s.inode_fds_max)));
   o.Set("fdReopens", Napi::Number::New(env, static_cast<double>(s.fd_reopens)));
   o.Set("fdEvictions", Napi::Number::New(env, static_cast<double>(s.fd_evictions)));
+  o.Set("directWrites", Napi::Number::New(env, static_cast<double>(s.direct_writes)));
+  o.Set("directUnsupported", Napi::Boolean::New(env, s.direct_unsupported));
   o.Set("mounted", Napi::Boolean::New(env, ref->fs->Mounted()));
   return o;
 }
