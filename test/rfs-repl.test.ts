@@ -6,16 +6,16 @@
  */
 import test from 'ava';
 import type { ExecutionContext } from 'ava';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, rmdirSync, symlinkSync, writeFileSync, writeSync, promises as fsp } from 'node:fs';
+import { closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, rmdirSync, statSync, symlinkSync, writeFileSync, writeSync, promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { labTest } from './lab/ava.js';
 import {
   connectSender, mountInterceptor, nativeAvailable, nativeUnavailableReason, openReplicatedDir, startReceiver,
-  InvalidRfsReplArgumentError, type ReplicatedDir, type RfsReceiver, type RfsSender, type ResyncProgress,
+  InvalidRfsReplArgumentError, type Interceptor, type ReplicatedDir, type RfsReceiver, type RfsSender, type ResyncProgress,
 } from '../native/src/index.js';
 
 const run = promisify(execFile);
@@ -32,6 +32,7 @@ interface World {
   sec: string;    // the secondary's copy
   state: string;
   rd: ReplicatedDir;
+  itc?: Interceptor;
   rcv?: RfsReceiver;
   snd?: RfsSender;
 }
@@ -53,6 +54,7 @@ async function world(t: ExecutionContext, files: (prim: string) => void = () => 
     rmSync(base, { recursive: true, force: true });
   });
   const itc = await mountInterceptor({ dir: prim, sink: w.rd.sinkHandle });
+  w.itc = itc;
   t.teardown(() => itc.unmount({ lazy: true, timeoutMs: 2000 }).catch(() => {}));
   return w;
 }
@@ -310,5 +312,42 @@ lserial('[lab] metadata changes are marked before they are applied; a change tha
   writeFileSync(join(w.prim, 'after'), 'a\n');
   await until(() => w.rd.stats().tracker.entries === 0, 5000, 'tracker emptied by barriers after failed changes');
   t.is(w.rd.stats().staleInFlight, 0);
+  t.deepEqual(tree(w.sec), tree(w.prim));
+});
+
+lserial('[lab] a large write whose record left before the local write, which the primary\'s full disk cut short: the secondary\'s copy is put back to what the primary holds before the reply', async (t) => {
+  // The primary's directory is a 2 MiB tmpfs: a stream of 1 MiB writes fills it. Each large write
+  // is sent to the secondary while it is written locally; the one the disk cannot hold in full
+  // (short, then ENOSPC) must not leave the secondary with bytes (or a size) the primary never had.
+  const w = await world(t, (p) => { execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'rfs-repl-full', p]); });
+  await connect(w);
+  await w.rd.fullSync();
+  writeFileSync(join(w.prim, 'keep'), bytes(300 * 1024, 5)); // a cached (read-write) open: buffered
+  const fd = openSync(join(w.prim, 'big'), 'w');              // write-only: large writes overlap
+  let written = 0;
+  let failure: NodeJS.ErrnoException | undefined;
+  try {
+    for (let i = 0; i < 4; i++) {
+      const n = writeSync(fd, bytes(MiB, 10 + i), 0, MiB, i * MiB);
+      written += n;
+      if (n < MiB) t.log(`write ${i}: short, ${n} bytes`);
+    }
+  } catch (e) {
+    failure = e as NodeJS.ErrnoException;
+  } finally {
+    closeSync(fd);
+  }
+  t.is(failure?.code, 'ENOSPC', 'the disk filled up');
+  t.true(written >= MiB && written < 2 * MiB, `some of the second MiB fitted (${written} bytes written)`);
+  const st = w.itc!.stats();
+  t.true(st.reconciledWrites >= 1, `a write was reconciled (${st.reconciledWrites})`);
+  t.is(w.rd.stats().state, 'synced', 'replication goes on');
+  t.is(statSync(join(w.sec, 'big')).size, statSync(join(w.prim, 'big')).size, 'same size on the secondary');
+  t.true(readFileSync(join(w.sec, 'big')).equals(readFileSync(join(w.prim, 'big'))), 'same bytes on the secondary');
+  // Space back: the stream goes on and stays identical.
+  rmSync(join(w.prim, 'keep'));
+  const fd2 = openSync(join(w.prim, 'big'), 'r+');
+  writeSync(fd2, bytes(4096, 99), 0, 4096, 0);
+  closeSync(fd2);
   t.deepEqual(tree(w.sec), tree(w.prim));
 });

@@ -48,6 +48,12 @@ export interface InterceptorStats {
   fdEvictions: number;
   /** Writes made with O_DIRECT on the real file ({@link MountInterceptorInit.directLocalWrites}). */
   directWrites: number;
+  /**
+   * Large writes whose record went to the secondary before the local write, which then failed or
+   * wrote less (disk full): what the file really holds in the range was sent after it, before the
+   * application's reply.
+   */
+  reconciledWrites: number;
   /** The file system under the mount refused O_DIRECT: every write is buffered. */
   directUnsupported: boolean;
   mounted: boolean;
@@ -97,12 +103,11 @@ export interface MountInterceptorInit {
   maxInodeFds?: number;
   /**
    * Large aligned writes (at least 128 KiB, offset and length multiples of 4 KiB) of write-only
-   * handles go to the real file with O_DIRECT (default true): the primary's own copy skips its
-   * page cache, which halves the memory traffic of replicated streaming writes (the `write()`
-   * waits for the secondary anyway, so the disk write overlaps nothing the application could do
-   * meanwhile). Smaller or unaligned writes, and handles open for reading too, stay buffered;
-   * where the file system refuses O_DIRECT every write is buffered (event `notice`). Ignored with
-   * `writeback`.
+   * handles, and with `writeback` the kernel's writeback of cached pages, go to the real file with
+   * O_DIRECT (default true): the primary's own copy skips its page cache, which halves the memory
+   * traffic of replicated streaming writes, and the disk write runs while the same bytes travel to
+   * the secondary. Smaller or unaligned writes, and other handles open for reading too, stay
+   * buffered; where the file system refuses O_DIRECT every write is buffered (event `notice`).
    */
   directLocalWrites?: boolean;
 }

@@ -121,6 +121,91 @@ bool SubtreeReaches(int dfd, std::string* sub, size_t room) {
   return found;
 }
 
+// Makes one local write at a time on its own thread, while the caller (holding the interceptor's
+// ordering lock) sends the same bytes to the secondary: the disk write overlaps the network instead
+// of adding its latency to it. Started at the first large write; without a thread (creation
+// failed) the write is made by the caller in Finish.
+class LocalWriter {
+ public:
+  LocalWriter() = default;
+  LocalWriter(const LocalWriter&) = delete;
+  LocalWriter& operator=(const LocalWriter&) = delete;
+  ~LocalWriter() { Stop(); }
+
+  // Starts pwrite(fd, buf, size, off). Every Start is followed by a Finish on the same thread.
+  void Start(int fd, const void* buf, size_t size, off_t off) {
+    std::unique_lock<std::mutex> lk(mu_);
+    job_ = Job{fd, buf, size, off};
+    if (!started_) {
+      started_ = true;
+      try {
+        th_ = std::thread([this] { Loop(); });
+      } catch (...) {
+        inline_ = true;
+      }
+    }
+    if (inline_) return;
+    pending_ = true;
+    done_ = false;
+    lk.unlock();
+    cv_.notify_all();
+  }
+
+  // Waits for the write started by Start: its result, errno in *err when it is -1.
+  ssize_t Finish(int* err) {
+    std::unique_lock<std::mutex> lk(mu_);
+    if (inline_) {
+      ssize_t n = pwrite(job_.fd, job_.buf, job_.size, job_.off);
+      *err = n < 0 ? errno : 0;
+      return n;
+    }
+    done_cv_.wait(lk, [this] { return done_; });
+    *err = res_err_;
+    return res_;
+  }
+
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (th_.joinable()) th_.join();
+  }
+
+ private:
+  struct Job {
+    int fd = -1;
+    const void* buf = nullptr;
+    size_t size = 0;
+    off_t off = 0;
+  };
+  void Loop() {
+    std::unique_lock<std::mutex> lk(mu_);
+    for (;;) {
+      cv_.wait(lk, [this] { return pending_ || stop_; });
+      if (!pending_) return;
+      pending_ = false;
+      Job j = job_;
+      lk.unlock();
+      ssize_t n = pwrite(j.fd, j.buf, j.size, j.off);
+      int e = n < 0 ? errno : 0;
+      lk.lock();
+      res_ = n;
+      res_err_ = e;
+      done_ = true;
+      done_cv_.notify_all();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_, done_cv_;
+  std::thread th_;
+  Job job_;
+  bool started_ = false, inline_ = false, pending_ = false, done_ = false, stop_ = false;
+  ssize_t res_ = 0;
+  int res_err_ = 0;
+};
+
 class Fs final : public Interceptor {
  public:
   explicit Fs(InterceptorOptions opts, InterceptorEventFn ev) : opts_(std::move(opts)), on_event_(std::move(ev)) {}
@@ -238,6 +323,9 @@ class Fs final : public Interceptor {
   std::atomic<uint64_t> direct_writes_{0};
   int DirectFd(int fd);
   void CloseDirectFd(int fd);
+  LocalWriter local_writer_;  // used under order_mu_ (OpWrite's large writes)
+  uint64_t Reconcile(Inode* in, const std::string& path, uint64_t off, size_t size, size_t done, uint64_t seq);
+  std::atomic<uint64_t> reconciled_{0};
   std::mutex paths_mu_;
   std::mutex order_mu_;
   std::atomic<uint64_t> ops_[kStatSlots] = {};
@@ -1083,7 +1171,7 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
   // (libfuse's buffer is not aligned; a copy in this thread's warm buffer costs far less than
   // the page cache's fresh pages).
   int dfd = -1;
-  if ((fi->fh & kDirectFh) && fs->opts_.direct_local_writes && size >= kDirectLocalMin &&
+  if (((fi->fh & kDirectFh) || fs->writeback_) && fs->opts_.direct_local_writes && size >= kDirectLocalMin &&
       off % kDirectLocalAlign == 0 && size % kDirectLocalAlign == 0)
     dfd = fs->DirectFd(static_cast<int>(fi->fh));
   const uint8_t* aligned = dfd >= 0 ? AlignedCopy(data, size) : nullptr;
@@ -1091,24 +1179,54 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
     n = -1;
-    if (dfd >= 0) {
-      n = pwrite(dfd, aligned, size, off);
-      if (n >= 0) fs->direct_writes_.fetch_add(1, std::memory_order_relaxed);
-      else if (errno != EINVAL) err = errno;  // EINVAL: not for O_DIRECT after all, buffered below
-    }
-    if (n < 0 && !err) n = pwrite(static_cast<int>(fi->fh), data, size, off);
-    if (n < 0) {
-      if (!err) err = errno;
-    } else if (n > 0) {
-      // Recomputed under the lock: a concurrent rename may have moved the file.
-      if (fs->PathOf(in, &r.path)) {
-        r.borrowed_len = static_cast<size_t>(n);
-        r.length = static_cast<uint64_t>(n);
-        seq = fs->Submit(std::move(r));
-      } else {
-        fs->unrecorded_++;
+    std::string path;
+    if (size >= kOverlapMin && fs->PathOf(in, &path)) {
+      // A large write: its record leaves first and the local write runs meanwhile on the local
+      // writer's thread (the disk write overlaps the network). If the local write then fails or
+      // is short, Reconcile sends what the file really holds in the range, before the reply.
+      const int wfd = dfd >= 0 ? dfd : static_cast<int>(fi->fh);
+      fs->local_writer_.Start(wfd, dfd >= 0 ? static_cast<const void*>(aligned) : data, size, off);
+      r.path = path;
+      r.borrowed_len = size;
+      r.length = size;
+      seq = fs->Submit(std::move(r));
+      int e = 0;
+      n = fs->local_writer_.Finish(&e);
+      if (dfd >= 0 && n >= 0) fs->direct_writes_.fetch_add(1, std::memory_order_relaxed);
+      if (dfd >= 0 && n < 0 && e == EINVAL) {  // not for O_DIRECT after all: buffered
+        n = pwrite(static_cast<int>(fi->fh), data, size, off);
+        e = n < 0 ? errno : 0;
+      }
+      if (n < 0) err = e;
+      if (n != static_cast<ssize_t>(size)) seq = fs->Reconcile(in, path, static_cast<uint64_t>(off), size, n < 0 ? 0 : static_cast<size_t>(n), seq);
+    } else {
+      if (dfd >= 0) {
+        n = pwrite(dfd, aligned, size, off);
+        if (n >= 0) fs->direct_writes_.fetch_add(1, std::memory_order_relaxed);
+        else if (errno != EINVAL) err = errno;  // EINVAL: not for O_DIRECT after all, buffered below
+      }
+      if (n < 0 && !err) n = pwrite(static_cast<int>(fi->fh), data, size, off);
+      if (n < 0) {
+        if (!err) err = errno;
+      } else if (n > 0) {
+        // Recomputed under the lock: a concurrent rename may have moved the file.
+        if (fs->PathOf(in, &r.path)) {
+          r.borrowed_len = static_cast<size_t>(n);
+          r.length = static_cast<uint64_t>(n);
+          seq = fs->Submit(std::move(r));
+        } else {
+          fs->unrecorded_++;
+        }
       }
     }
+  }
+  if (err) {
+    // The record (if it left first) must be acknowledged, or replication given up, before the
+    // application hears of the failure: Reconcile's records follow it.
+    scope.End();
+    fs->Wait(seq);
+    fs->errors_++;
+    return (void)fuse_reply_err(req, err);
   }
   scope.End();
   if (err) { fs->errors_++; return (void)fuse_reply_err(req, err); }
@@ -1131,7 +1249,7 @@ void OpFlush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
 void OpRelease(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   Fs* fs = FsOf(req);
   if (!(fi->fh & kDirectFh)) fs->Get(ino)->cached_opens.fetch_sub(1, std::memory_order_relaxed);
-  else fs->CloseDirectFd(static_cast<int>(fi->fh));
+  fs->CloseDirectFd(static_cast<int>(fi->fh));
   close(static_cast<int>(fi->fh));
   fuse_reply_err(req, 0);
 }
@@ -1433,6 +1551,61 @@ std::string Fs::Unmount(bool lazy, int timeout_ms, std::string* code) {
   return result;
 }
 
+// A large write's record went to the secondary before the local write, which then wrote only
+// `done` of its `size` bytes (an error, or a short write: disk full). Called under order_mu_
+// right after it: sends what the primary's file holds now from off + done to the end of the
+// range (and its size, if the record made the secondary's copy longer), so both copies match
+// again before the application hears of the failure. If that cannot be read, the copies may
+// differ: the sink is told (Diverged), which gives replication up and leaves the zone, marked
+// before the write, to the next resynchronisation. Returns the last seq submitted.
+uint64_t Fs::Reconcile(Inode* in, const std::string& path, uint64_t off, size_t size, size_t done, uint64_t seq) {
+  reconciled_.fetch_add(1, std::memory_order_relaxed);
+  std::string why;
+  {
+    Pinned pin(this, in);
+    int rfd = pin.fd >= 0 ? open(ProcPath(pin.fd).c_str(), O_RDONLY | O_CLOEXEC) : -1;
+    struct stat st;
+    if (rfd < 0 || fstat(rfd, &st) != 0) {
+      why = std::string("cannot reopen it to read back: ") + std::strerror(pin.fd < 0 ? pin.err() : errno);
+    } else {
+      const uint64_t end = off + size, fsize = static_cast<uint64_t>(st.st_size);
+      if (fsize < end) {
+        Record t;
+        t.op = Op::Truncate;
+        t.path = path;
+        t.length = fsize;
+        seq = Submit(std::move(t));
+      }
+      std::vector<uint8_t> buf;
+      for (uint64_t from = off + done, to = std::min(end, fsize); from < to && why.empty();) {
+        buf.resize(static_cast<size_t>(std::min<uint64_t>(to - from, 1u << 20)));
+        ssize_t k = pread(rfd, buf.data(), buf.size(), static_cast<off_t>(from));
+        if (k <= 0) {
+          why = std::string("cannot read it back: ") + (k < 0 ? std::strerror(errno) : "end of file");
+          break;
+        }
+        Record w;
+        w.op = Op::Write;
+        w.path = path;
+        w.offset = from;
+        w.data.assign(buf.begin(), buf.begin() + k);
+        w.length = static_cast<uint64_t>(k);
+        seq = Submit(std::move(w));
+        from += static_cast<uint64_t>(k);
+      }
+    }
+    if (rfd >= 0) close(rfd);
+  }
+  if (!why.empty()) {
+    std::string msg = "the local write of " + std::to_string(size) + " bytes at " + std::to_string(off) + " in " + path +
+                      " made only " + std::to_string(done) + " after its record was sent, and the file " + why +
+                      ": replication given up, the zone is left to the next resynchronisation";
+    opts_.sink->Diverged(msg);
+    Emit("error", "ERR_RFS_DIVERGED", msg);
+  }
+  return seq;
+}
+
 int Fs::DirectFd(int fd) {
   if (dio_unsupported_.load(std::memory_order_relaxed)) return -1;
   std::lock_guard<std::mutex> lk(dio_mu_);
@@ -1475,6 +1648,7 @@ InterceptorStats Fs::Stats() const {
     s.fd_evictions = fd_evictions_.load();
   }
   s.direct_writes = direct_writes_.load(std::memory_order_relaxed);
+  s.reconciled_writes = reconciled_.load(std::memory_order_relaxed);
   s.direct_unsupported = dio_unsupported_.load(std::memory_order_relaxed);
   return s;
 }

@@ -37,15 +37,18 @@ struct InterceptorOptions {
   // on use). 0: half of RLIMIT_NOFILE.
   unsigned max_inode_fds = 0;
   // Large aligned writes (at least kDirectLocalMin bytes, offset and length multiples of 4 KiB) of
-  // write-only handles reach the real file with O_DIRECT: the primary's copy skips its page cache
-  // (the data goes to its disk at once, in parallel with nothing else to wait for: the write()
-  // waits for the secondary anyway). Half the memory traffic of a buffered write; falls back to
-  // buffered writes where the file system refuses O_DIRECT. Ignored with writeback.
+  // write-only handles (and, with writeback, the kernel's writeback of cached pages) reach the
+  // real file with O_DIRECT: the primary's copy skips its page cache, and the disk write runs
+  // while the same bytes travel to the secondary (kOverlapMin). Half the memory traffic of a
+  // buffered write; falls back to buffered writes where the file system refuses O_DIRECT.
   bool direct_local_writes = true;
 };
 
 constexpr size_t kDirectLocalMin = 128u << 10;
 constexpr size_t kDirectLocalAlign = 4096;
+// Writes of at least this size send their record before the local write, which runs meanwhile on
+// another thread (fuse_fs.cc: LocalWriter, Reconcile).
+constexpr size_t kOverlapMin = 128u << 10;
 
 // One event for JS: kind is "error", "replication" (message "lost"/"restored"), "stale" (a dead
 // mount of ours was detached before mounting), "closed" (the session ended).
@@ -72,6 +75,7 @@ struct InterceptorStats {
   uint64_t fd_reopens = 0;      // fds reopened after the cache closed them
   uint64_t fd_evictions = 0;    // fds the cache closed
   uint64_t direct_writes = 0;   // writes made with O_DIRECT (direct_local_writes)
+  uint64_t reconciled_writes = 0;  // large writes whose record left first and whose local write then failed or was short
   bool direct_unsupported = false;  // the file system refused O_DIRECT: buffered writes only
 };
 

@@ -108,7 +108,10 @@ class ChangeSink {
 
   // Called with the change already applied locally, while the interceptor holds its ordering
   // lock (so sequence order = local apply order). Assigns r.seq, enqueues, returns the seq.
-  // Must not block on the network.
+  // Must not block on the network. Exception: a large Write (fuse_fs.h, kOverlapMin) is submitted
+  // just before its local write, still under the lock; if that write then fails or is short, the
+  // interceptor submits, under the same lock, records restoring the range to what the file holds
+  // (Truncate, Write), or calls Diverged.
   virtual uint64_t Submit(Record&& r) = 0;
 
   // Blocks the calling (FUSE worker) thread until `seq` is acknowledged by the secondary, or
@@ -123,6 +126,12 @@ class ChangeSink {
   // is not part of the guarantee) may return at once; a "written" sink waits for the secondary's
   // own fsync.
   virtual bool WaitDurable(uint64_t seq) { return WaitAcked(seq); }
+
+  // The interceptor could not make the secondary's copy match a change it already sent (a large
+  // write's record leaves before the local write; when that write fails or is short, the file's
+  // real content is sent after it, and here even that failed). A sink that replicates gives
+  // replication up (the zone was marked by BeforeApply and stays marked for the next resync).
+  virtual void Diverged(const std::string& reason) { (void)reason; }
 };
 
 }  // namespace ha::rfs

@@ -287,6 +287,15 @@ uint64_t ReplicationSink::Submit(Record&& r) {
 bool ReplicationSink::WaitAcked(uint64_t seq) { return Wait(seq, false); }
 bool ReplicationSink::WaitDurable(uint64_t seq) { return Wait(seq, true); }
 
+void ReplicationSink::Diverged(const std::string& reason) {
+  std::shared_ptr<Sender> s;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    s = sender_;
+  }
+  if (s) s->Diverged(reason);  // lost: the monitor detaches it, the sink goes ALONE
+}
+
 bool ReplicationSink::Wait(uint64_t seq, bool durable) {
   uint64_t gen = seq >> kGenShift;
   if (gen == 0) return false;

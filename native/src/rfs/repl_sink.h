@@ -83,6 +83,7 @@ class ReplicationSink : public ChangeSink, public std::enable_shared_from_this<R
   uint64_t Submit(Record&& r) override;
   bool WaitAcked(uint64_t seq) override;
   bool WaitDurable(uint64_t seq) override;
+  void Diverged(const std::string& reason) override;
 
   // Attaches a connected sender (PRIM). Fails (returns false, *code/*message) if the sink is
   // closed, a sender is already attached, or the sender is already lost.

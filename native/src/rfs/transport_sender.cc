@@ -261,6 +261,8 @@ uint64_t Sender::Submit(Record&& r) {
   return seq;
 }
 
+void Sender::Diverged(const std::string& reason) { Lose("ERR_RFS_DIVERGED", reason); }
+
 bool Sender::WaitAcked(uint64_t seq) { return WaitFor(seq, opts_.mode == AckMode::Written); }
 
 bool Sender::WaitApplied(uint64_t seq) { return WaitFor(seq, true); }

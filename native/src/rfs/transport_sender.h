@@ -69,6 +69,8 @@ class Sender : public ChangeSink, public std::enable_shared_from_this<Sender> {
   bool WaitAcked(uint64_t seq) override;
   // Received mode: returns at once (true unless lost); Written mode: WaitAcked.
   bool WaitDurable(uint64_t seq) override;
+  // Gives the link up (ERR_RFS_DIVERGED): the secondary's copy may differ from the primary's.
+  void Diverged(const std::string& reason) override;
   // Waits until the secondary has APPLIED everything up to seq, whatever the ack mode: what the
   // dirty tracking may forget (a barrier's marks, a resync's finished entries) must be on the
   // secondary's files, not only in its memory (a SIGKILLed receiver loses what it had received).
