@@ -47,6 +47,7 @@ struct Inode : std::enable_shared_from_this<Inode> {
   ino_t ino = 0;
   uint64_t nlookup = 0;  // guarded by Fs::table_mu
   std::atomic<int> cached_opens{0};  // open file handles that use the kernel's page cache
+  std::atomic<bool> synced{false};   // fsync/fdatasync was called on it (OpWrite: early writeback)
   // Guarded by Fs::paths_mu: where this inode was last seen (lookup/create/rename).
   std::shared_ptr<Inode> parent;
   std::string name;
@@ -987,6 +988,7 @@ void Fsync(fuse_req_t req, fuse_ino_t ino, int datasync, int fd) {
     r.flags = datasync ? 1 : 0;
     if (fs->PathOf(fs->Get(ino), &r.path)) seq = fs->Submit(std::move(r));
   }
+  fs->Get(ino)->synced.store(true, std::memory_order_relaxed);
   int res = datasync ? fdatasync(fd) : fsync(fd);  // outside the ordering lock: may take ms
   int err = res != 0 ? errno : 0;
   if (seq != 0) fs->WaitDurable(seq);
@@ -1232,6 +1234,10 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
   if (err) { fs->errors_++; return (void)fuse_reply_err(req, err); }
   fs->bytes_written_.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
   const bool inval = (fi->fh & kDirectFh) && n > 0 && in->cached_opens.load(std::memory_order_relaxed) > 0;
+  // A buffered write to a file that gets fsynced: start writing it to the disk now, while the
+  // secondary's acknowledgement travels, so that the fsync that likely follows finds it on its way.
+  if (n > 0 && dfd < 0 && in->synced.load(std::memory_order_relaxed))
+    sync_file_range(static_cast<int>(fi->fh), off, n, SYNC_FILE_RANGE_WRITE);
   fs->Wait(seq);
   fuse_reply_write(req, static_cast<size_t>(n));
   // A direct write: drop what other (cached) handles of this file hold of the range (recent kernels
