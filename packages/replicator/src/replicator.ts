@@ -200,6 +200,10 @@ class Replicator extends EventEmitter<{ lost: [Error]; diverged: [DivergedReport
         lastRefusal = now;
         quiet = 0;
       });
+      // O_DIRECT refused by the file system (large writes stay buffered), and the interceptor's own
+      // errors (e.g. ERR_RFS_DIVERGED: the replication loss it causes is logged by 'lost' too).
+      d.interceptor.on('notice', (msg) => this.#log.info('rfs:notice', `${d.dir}: ${msg}`));
+      d.interceptor.on('error', (err) => this.#log.error('rfs:error', `${d.dir}: ${err.message}`, { code: err.code }));
       d.fuseId = fuseConnectionId(d.dir);
       this.#log.info('rfs:primary', `${d.dir}: writes are intercepted and tracked (FUSE over the directory)`);
     }
