@@ -1231,7 +1231,6 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
     return (void)fuse_reply_err(req, err);
   }
   scope.End();
-  if (err) { fs->errors_++; return (void)fuse_reply_err(req, err); }
   fs->bytes_written_.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
   const bool inval = (fi->fh & kDirectFh) && n > 0 && in->cached_opens.load(std::memory_order_relaxed) > 0;
   // A buffered write to a file that gets fsynced: start writing it to the disk now, while the

@@ -403,10 +403,6 @@ void Receiver::ApplierLoop(Session* s) {
     for (auto& r : batch) {
       ApplyResult res = applier_->Apply(r);
       if (res.kind != ApplyResult::Ok) {
-        {
-          std::lock_guard<std::mutex> lk(s->qMu);
-          s->stopApply = true;
-        }
         ReceiverEvent e;
         e.peer = s->peer;
         e.path = res.path;
@@ -428,6 +424,12 @@ void Receiver::ApplierLoop(Session* s) {
           std::memcpy(&m[17], res.path.data(), res.path.size());
           std::lock_guard<std::mutex> lk(s->txMu);
           WriteFrame(s->fd, s->tx, m.data(), m.size());
+        }
+        // Only now: the reader, seeing stopApply, shuts the socket down (the message above must
+        // leave first, or the primary only sees the link close and cannot say why).
+        {
+          std::lock_guard<std::mutex> lk(s->qMu);
+          s->stopApply = true;
         }
         Emit(std::move(e));
         shutdown(s->fd, SHUT_RDWR);

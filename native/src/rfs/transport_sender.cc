@@ -358,6 +358,12 @@ void Sender::LoseSend(int err) {
     Lose("ERR_RFS_ACK_TIMEOUT", "the secondary " + peer_ + " stopped reading: a send stayed blocked for " +
                                     std::to_string(opts_.ackTimeoutMs) + " ms");
   } else {
+    // The secondary may have closed the link right after telling why (an apply that failed: disk
+    // full): give the ack thread a moment to read that, so the loss names the cause.
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      if (ackCv_.wait_for(lk, std::chrono::milliseconds(200), [this] { return lost_; })) return;
+    }
     Lose("ERR_RFS_LINK", std::string("link down: send to ") + peer_ + ": " + std::strerror(err));
   }
 }
