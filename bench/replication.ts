@@ -10,6 +10,8 @@
  *    (dd conv=fsync), into a plain directory and into the replicated one (durability 'write', the
  *    default: every write() waits for the secondary); *_fsyncmode: the same with durability
  *    'fsync' (kernel writeback cache; the secondary has the data at fsync/O_SYNC/close points);
+ *    seq_ratio_vs_fastest_raw: the replicated median against the fastest raw round (the raw
+ *    rounds are bimodal on this VM; the median ratio alone can flatter);
  *  - fsync4k_*: 4 KiB write + fdatasync latency (p50/p99), plain vs replicated (both modes);
  *  - resync_1pct_s: the secondary away while 1% of N small files and 4 MiB inside each of four big
  *    files changed; time for the returning secondary to be in sync again; resync_rsync_s: `rsync
@@ -116,6 +118,11 @@ try {
   res.seq_raw_MBps = Math.round(pct(seqRaw, 50));
   res.seq_ratio = Math.round(((res.seq_repl_MBps as number) / (res.seq_raw_MBps as number)) * 100) / 100;
   res.seq_ratio_fsyncmode = Math.round(((res.seq_repl_fsyncmode_MBps as number) / (res.seq_raw_MBps as number)) * 100) / 100;
+  // The raw rounds are bimodal on a VM that hands freed memory back to its host (a slow round
+  // faults a gigabyte of page cache back in): the ratio against the fastest raw round says what
+  // the median may hide.
+  res.seq_raw_fastest_MBps = Math.round(Math.max(...seqRaw));
+  res.seq_ratio_vs_fastest_raw = Math.round(((res.seq_repl_MBps as number) / (res.seq_raw_fastest_MBps as number)) * 100) / 100;
   res.fsync4k_raw_p50_us = Math.round(pct(raw4k, 50));
   res.fsync4k_raw_p99_us = Math.round(pct(raw4k, 99));
   log(`fsync 4k p50: raw ${res.fsync4k_raw_p50_us} us`);
@@ -160,6 +167,7 @@ try {
   Object.assign(res, {
     goal_seq_ratio_ge_0_7: (res.seq_ratio as number) >= 0.7,
     goal_seq_ratio_fsyncmode_ge_0_7: (res.seq_ratio_fsyncmode as number) >= 0.7,
+    goal_seq_ratio_vs_fastest_raw_ge_0_7: (res.seq_ratio_vs_fastest_raw as number) >= 0.7,
     goal_fsync4k_le_raw_plus_150: (res.fsync4k_repl_p50_us as number) <= (res.fsync4k_raw_p50_us as number) + 150,
     goal_fsync4k_fsyncmode_le_raw_plus_150: (res.fsync4k_repl_fsyncmode_p50_us as number) <= (res.fsync4k_raw_p50_us as number) + 150,
     goal_resync_le_rsync_div_5: (res.resync_1pct_s as number) <= (res.resync_rsync_s as number) / 5,
