@@ -979,6 +979,7 @@ void OpReleasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
 
 void Fsync(fuse_req_t req, fuse_ino_t ino, int datasync, int fd) {
   Fs* fs = FsOf(req);
+  Inode* in = fs->Get(ino);
   // The Fsync record goes first, so the secondary's fsync (in "written" mode) runs while ours does.
   uint64_t seq = 0;
   {
@@ -986,9 +987,9 @@ void Fsync(fuse_req_t req, fuse_ino_t ino, int datasync, int fd) {
     Record r;
     r.op = Op::Fsync;
     r.flags = datasync ? 1 : 0;
-    if (fs->PathOf(fs->Get(ino), &r.path)) seq = fs->Submit(std::move(r));
+    if (fs->PathOf(in, &r.path)) seq = fs->Submit(std::move(r));
   }
-  fs->Get(ino)->synced.store(true, std::memory_order_relaxed);
+  in->synced.store(true, std::memory_order_relaxed);
   int res = datasync ? fdatasync(fd) : fsync(fd);  // outside the ordering lock: may take ms
   int err = res != 0 ? errno : 0;
   if (seq != 0) fs->WaitDurable(seq);
@@ -1180,7 +1181,6 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
   if (!aligned) dfd = -1;
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
-    n = -1;
     std::string path;
     if (size >= kOverlapMin && fs->PathOf(in, &path)) {
       // A large write: its record leaves first and the local write runs meanwhile on the local
@@ -1194,22 +1194,21 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
       seq = fs->Submit(std::move(r));
       int e = 0;
       n = fs->local_writer_.Finish(&e);
-      if (dfd >= 0 && n >= 0) fs->direct_writes_.fetch_add(1, std::memory_order_relaxed);
       if (dfd >= 0 && n < 0 && e == EINVAL) {  // not for O_DIRECT after all: buffered
+        dfd = -1;
         n = pwrite(static_cast<int>(fi->fh), data, size, off);
         e = n < 0 ? errno : 0;
       }
+      if (dfd >= 0 && n >= 0) fs->direct_writes_.fetch_add(1, std::memory_order_relaxed);
       if (n < 0) err = e;
       if (n != static_cast<ssize_t>(size)) seq = fs->Reconcile(in, path, static_cast<uint64_t>(off), size, n < 0 ? 0 : static_cast<size_t>(n), seq);
     } else {
-      if (dfd >= 0) {
-        n = pwrite(dfd, aligned, size, off);
-        if (n >= 0) fs->direct_writes_.fetch_add(1, std::memory_order_relaxed);
-        else if (errno != EINVAL) err = errno;  // EINVAL: not for O_DIRECT after all, buffered below
-      }
-      if (n < 0 && !err) n = pwrite(static_cast<int>(fi->fh), data, size, off);
+      // A small write (or one of a file that is no longer reachable: nothing to replicate):
+      // buffered, then its record.
+      dfd = -1;
+      n = pwrite(static_cast<int>(fi->fh), data, size, off);
       if (n < 0) {
-        if (!err) err = errno;
+        err = errno;
       } else if (n > 0) {
         // Recomputed under the lock: a concurrent rename may have moved the file.
         if (fs->PathOf(in, &r.path)) {
@@ -1581,19 +1580,18 @@ uint64_t Fs::Reconcile(Inode* in, const std::string& path, uint64_t off, size_t 
         t.length = fsize;
         seq = Submit(std::move(t));
       }
-      std::vector<uint8_t> buf;
-      for (uint64_t from = off + done, to = std::min(end, fsize); from < to && why.empty();) {
-        buf.resize(static_cast<size_t>(std::min<uint64_t>(to - from, 1u << 20)));
-        ssize_t k = pread(rfd, buf.data(), buf.size(), static_cast<off_t>(from));
+      for (uint64_t from = off + done, to = std::min(end, fsize); from < to;) {
+        Record w;
+        w.data.resize(static_cast<size_t>(std::min<uint64_t>(to - from, 1u << 20)));
+        ssize_t k = pread(rfd, w.data.data(), w.data.size(), static_cast<off_t>(from));
         if (k <= 0) {
           why = std::string("cannot read it back: ") + (k < 0 ? std::strerror(errno) : "end of file");
           break;
         }
-        Record w;
+        w.data.resize(static_cast<size_t>(k));
         w.op = Op::Write;
         w.path = path;
         w.offset = from;
-        w.data.assign(buf.begin(), buf.begin() + k);
         w.length = static_cast<uint64_t>(k);
         seq = Submit(std::move(w));
         from += static_cast<uint64_t>(k);
