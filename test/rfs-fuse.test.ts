@@ -498,6 +498,7 @@ os.close(fd)
 `, f, env.base, ...blocks.map(([, off]) => String(off)));
   const st = icpt.stats();
   t.is(st.directWrites, 3, 'the three large aligned writes were direct');
+  t.is(st.alignedCopies, 0, 'straight from the request buffer, whose write data is page-aligned: no copy');
   t.false(st.directUnsupported);
   t.true(readFileSync(join(env.under, 'stream')).equals(want.subarray(0, 3 * MIB + 5000)), 'the real file holds every byte');
   t.true(readFileSync(f).equals(want.subarray(0, 3 * MIB + 5000)), 'so does the mount');

@@ -8,7 +8,7 @@ import test from 'ava';
 import type { ExecutionContext } from 'ava';
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, rmdirSync, statSync, symlinkSync, writeFileSync, writeSync, promises as fsp } from 'node:fs';
+import { closeSync, fsyncSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, rmdirSync, statSync, symlinkSync, writeFileSync, writeSync, promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -37,7 +37,7 @@ interface World {
   snd?: RfsSender;
 }
 
-async function world(t: ExecutionContext, files: (prim: string) => void = () => {}, barrierIntervalMs = 100): Promise<World> {
+async function world(t: ExecutionContext, files: (prim: string) => void = () => {}, barrierIntervalMs = 100, writeback = false): Promise<World> {
   const base = mkdtempSync(join(tmpdir(), 'rfs-repl-'));
   const prim = join(base, 'prim');
   const sec = join(base, 'sec');
@@ -53,7 +53,7 @@ async function world(t: ExecutionContext, files: (prim: string) => void = () => 
     for (let i = 0; i < 3; i++) await run('umount', ['-l', prim]).catch(() => {});
     rmSync(base, { recursive: true, force: true });
   });
-  const itc = await mountInterceptor({ dir: prim, sink: w.rd.sinkHandle });
+  const itc = await mountInterceptor({ dir: prim, sink: w.rd.sinkHandle, writeback });
   w.itc = itc;
   t.teardown(() => itc.unmount({ lazy: true, timeoutMs: 2000 }).catch(() => {}));
   return w;
@@ -350,4 +350,83 @@ lserial('[lab] a large write whose record left before the local write, which the
   writeSync(fd2, bytes(4096, 99), 0, 4096, 0);
   closeSync(fd2);
   t.deepEqual(tree(w.sec), tree(w.prim));
+});
+
+lserial('[lab] large writes lend their bytes to the sender while the local write runs: each 1 MiB write is on the secondary when it returns; the link cut mid-stream hangs nothing, the rest is written locally, marked, and resynced', async (t) => {
+  const w = await world(t);
+  await connect(w);
+  await w.rd.fullSync();
+  // One pwrite() per MiB from a page-aligned buffer (an mmap: the kernel splits an unaligned
+  // buffer of 1 MiB into two requests of unaligned sizes, which are buffered), on a write-only
+  // handle: O_DIRECT locally, the bytes lent to the sender. After each, the secondary's copy of
+  // that MiB is compared.
+  const { stdout } = await run('python3', ['-c', `
+import mmap, os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+for i in range(16):
+    m = mmap.mmap(-1, 1 << 20)
+    m.write(bytes(((j * 31 + i * 7 + (j >> 12)) & 0xff) for j in range(1 << 20)))
+    assert os.pwrite(fd, m, i << 20) == 1 << 20
+    with open(sys.argv[2], 'rb') as s:
+        s.seek(i << 20)
+        if s.read(1 << 20) != m[:]:
+            print('MiB %d missing on the secondary when write() returned' % i)
+            sys.exit(1)
+os.close(fd)
+print('ok')
+`, join(w.prim, 'stream'), join(w.sec, 'stream')], { timeout: 60_000 });
+  t.is(stdout.trim(), 'ok', 'each MiB was on the secondary when its write() returned');
+  const st = w.itc!.stats();
+  t.true(st.directWrites >= 16, `direct writes: ${st.directWrites}`);
+  t.is(st.alignedCopies, 0, 'straight from the request buffer');
+
+  // A writer of 64 MiB in 1 MiB writes (another process); the secondary goes away mid-stream.
+  const src = join(w.base, 'src64');
+  writeFileSync(src, Buffer.concat(Array.from({ length: 64 }, (_, i) => bytes(MiB, 100 + i))));
+  const lost = new Promise<Error>((res) => w.rd.once('lost', res));
+  const dd = run('dd', [`if=${src}`, `of=${join(w.prim, 'stream2')}`, 'bs=1M', 'count=64'], { timeout: 60_000 });
+  await until(() => { try { return statSync(join(w.sec, 'stream2')).size >= 8 * MiB; } catch { return false; } }, 20_000, 'the stream reaching the secondary');
+  w.rcv!.close();
+  await dd;  // every write returned (locally written; the ones after the cut not replicated)
+  await lost;
+  t.is(w.rd.stats().state, 'alone');
+  t.true(readFileSync(join(w.prim, 'stream2')).equals(readFileSync(src)), 'the primary holds every byte');
+  t.true(w.rd.snapshot().some((e) => e.path === 'stream2'), 'the stream is marked for the resync');
+  await connect(w);
+  await w.rd.resync();
+  t.deepEqual(tree(w.sec), tree(w.prim));
+});
+
+lserial('[lab] a sequential stream marks its zones ahead, growing the look-ahead and extending it in the background: 128 MiB written ALONE costs a few log writes, and every zone written is marked', async (t) => {
+  const w = await world(t);  // no secondary: ALONE, every change stays marked
+  const before = w.rd.stats().tracker.fsyncs;
+  await run('dd', ['if=/dev/zero', `of=${join(w.prim, 'seq')}`, 'bs=1M', 'count=128'], { timeout: 60_000 });
+  const fsyncs = w.rd.stats().tracker.fsyncs - before;
+  t.log(`${fsyncs} durable log writes for the create and 128 x 1 MiB`);
+  // The create (1), the stream's first mark (1), a few background extensions as the look-ahead
+  // doubles (32, 64, 128 zones...). One per 16 zones (the old fixed look-ahead) would be 9 or more.
+  t.true(fsyncs <= 6, `${fsyncs} log writes`);
+  const e = w.rd.snapshot().find((x) => x.path === 'seq');
+  t.truthy(e, 'the file is marked');
+  // Every zone written is covered by the marks (zone 1 MiB): [0, 128) inside their union.
+  const zones = [...e!.zones].sort((a, b) => a[0] - b[0]);
+  let to = 0;
+  for (const [a, b] of zones) if (a <= to) to = Math.max(to, b);
+  t.true(to >= 128, `marked up to zone ${to}: ${JSON.stringify(zones)}`);
+});
+
+lserial('[lab] durability \'fsync\' (writeback cache): writes are not acknowledged one by one, but fsync and close wait for every one of them: the secondary holds every byte when they return', async (t) => {
+  const w = await world(t, () => {}, 100, true);
+  await connect(w);
+  await w.rd.fullSync();
+  const want = Buffer.concat(Array.from({ length: 40 }, (_, i) => bytes(MiB, 200 + i)));
+  const fd = openSync(join(w.prim, 'wb'), 'w');
+  for (let i = 0; i < 32; i++) writeSync(fd, want, i * MiB, MiB, i * MiB);
+  fsyncSync(fd);
+  t.true(readFileSync(join(w.sec, 'wb')).equals(want.subarray(0, 32 * MiB)), 'after fsync: the secondary holds the 32 MiB');
+  for (let i = 32; i < 40; i++) writeSync(fd, want, i * MiB, MiB, i * MiB);
+  closeSync(fd);
+  t.true(readFileSync(join(w.sec, 'wb')).equals(want), 'after close: and the 8 MiB written since');
+  t.is(w.itc!.stats().notReplicated, 0);
+  t.is(w.rd.stats().state, 'synced');
 });

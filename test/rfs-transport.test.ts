@@ -136,9 +136,9 @@ for (const mode of ['received', 'written'] as const) {
     const ops = workload();
     const seqs: number[] = [];
     for (const r of ops) { applyRef(ref, r); seqs.push(snd.submitForTest(r)); }
-    // One seq per record, increasing; a write larger than 256 KiB goes as several records (its
+    // One seq per record, increasing; a write larger than 512 KiB goes as several records (its
     // seq is the last one's, covering them all).
-    const parts = (r: (typeof ops)[number]) => ('data' in r && r.data ? Math.max(1, Math.ceil(r.data.length / (256 << 10))) : 1);
+    const parts = (r: (typeof ops)[number]) => ('data' in r && r.data ? Math.max(1, Math.ceil(r.data.length / (512 << 10))) : 1);
     let expect = 0;
     t.deepEqual(seqs, ops.map((r) => (expect += parts(r))), 'seqs are assigned in order, split writes taking one per part');
     // Acks are cumulative: waiting in reverse order still resolves every one.

@@ -49,6 +49,11 @@ export interface InterceptorStats {
   /** Writes made with O_DIRECT on the real file ({@link MountInterceptorInit.directLocalWrites}). */
   directWrites: number;
   /**
+   * Of those, writes whose data had to be copied to an aligned buffer first. The interceptor's
+   * request buffers put write data on a page boundary, so this stays 0 unless that layout is lost.
+   */
+  alignedCopies: number;
+  /**
    * Large writes whose record went to the secondary before the local write, which then failed or
    * wrote less (disk full): what the file really holds in the range was sent after it, before the
    * application's reply.

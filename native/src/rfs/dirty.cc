@@ -742,14 +742,16 @@ DirtyStatus DirtyTracker::SyncLocked(std::unique_lock<std::mutex>& lk) {
 // ---------------------------------------------------------------------------------------------
 // Public marks
 
-DirtyStatus DirtyTracker::MarkData(const std::string& path, uint64_t offset, uint64_t length, uint64_t* epoch_out) {
+DirtyStatus DirtyTracker::MarkData(const std::string& path, uint64_t offset, uint64_t length, uint64_t* epoch_out,
+                                   uint64_t ahead_end, uint64_t* marked_to) {
+  if (marked_to) *marked_to = 0;
   std::unique_lock<std::mutex> lk(mu_);
   DirtyStatus s = CheckOpen();
   if (!s.ok()) return s;
   marks_++;
   const uint64_t zs = offset / zone_bytes_;
   const uint64_t end = length > UINT64_MAX - offset ? UINT64_MAX : offset + length;
-  const uint64_t ze = length == 0 ? zs + 1 : (end - 1) / zone_bytes_ + 1;
+  uint64_t ze = length == 0 ? zs + 1 : (end - 1) / zone_bytes_ + 1;
   const uint64_t epoch = epoch_;
   if (epoch_out) *epoch_out = epoch;
   // Already covered? Then no log record is needed (maybe a wait for that mark's durability).
@@ -760,6 +762,8 @@ DirtyStatus DirtyTracker::MarkData(const std::string& path, uint64_t offset, uin
     if (need > synced_lsn_) return WaitDurable(lk, need);
     return DirtyStatus::Ok();
   }
+  if (ahead_end > end && end != UINT64_MAX) ze = std::max(ze, (ahead_end - 1) / zone_bytes_ + 1);
+  if (marked_to && ze <= UINT64_MAX / zone_bytes_) *marked_to = ze * zone_bytes_;
   std::string rec;
   PutU8(rec, kMarkData); PutStr(rec, path); PutU64(rec, zs); PutU64(rec, ze); PutU64(rec, epoch);
   uint64_t lsn = Append(rec);

@@ -97,7 +97,12 @@ class DirtyTracker {
   // (no I/O if they already were). length 0 marks the zone holding `offset`; offset + length
   // saturates at UINT64_MAX (so length UINT64_MAX - offset means "to the end of the file").
   // `epoch_out`, if given, receives the epoch the mark carries.
-  DirtyStatus MarkData(const std::string& path, uint64_t offset, uint64_t length, uint64_t* epoch_out = nullptr);
+  // ahead_end (> offset + length): when the change's zones are not all marked yet, the logged mark
+  // runs up to there (a sequential stream marks ahead: one durable log write per look-ahead).
+  // `marked_to`, if given, receives the end (bytes, zone-aligned) of the mark logged by this call,
+  // or 0 when the change was covered already.
+  DirtyStatus MarkData(const std::string& path, uint64_t offset, uint64_t length, uint64_t* epoch_out = nullptr,
+                       uint64_t ahead_end = 0, uint64_t* marked_to = nullptr);
   // Many marks, durable together with one log write and at most one fdatasync (e.g. the entries
   // of a directory, or a batch of writes).
   DirtyStatus MarkMany(const std::vector<DirtyMark>& marks, uint64_t* epoch_out = nullptr);

@@ -3,6 +3,7 @@
 // write() must reach us so it is replicated before write() returns).
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
+#include <linux/fuse.h>  // the kernel protocol: request header sizes (Worker)
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -16,11 +17,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <list>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <map>
+#include <deque>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -122,91 +125,6 @@ bool SubtreeReaches(int dfd, std::string* sub, size_t room) {
   return found;
 }
 
-// Makes one local write at a time on its own thread, while the caller (holding the interceptor's
-// ordering lock) sends the same bytes to the secondary: the disk write overlaps the network instead
-// of adding its latency to it. Started at the first large write; without a thread (creation
-// failed) the write is made by the caller in Finish.
-class LocalWriter {
- public:
-  LocalWriter() = default;
-  LocalWriter(const LocalWriter&) = delete;
-  LocalWriter& operator=(const LocalWriter&) = delete;
-  ~LocalWriter() { Stop(); }
-
-  // Starts pwrite(fd, buf, size, off). Every Start is followed by a Finish on the same thread.
-  void Start(int fd, const void* buf, size_t size, off_t off) {
-    std::unique_lock<std::mutex> lk(mu_);
-    job_ = Job{fd, buf, size, off};
-    if (!started_) {
-      started_ = true;
-      try {
-        th_ = std::thread([this] { Loop(); });
-      } catch (...) {
-        inline_ = true;
-      }
-    }
-    if (inline_) return;
-    pending_ = true;
-    done_ = false;
-    lk.unlock();
-    cv_.notify_all();
-  }
-
-  // Waits for the write started by Start: its result, errno in *err when it is -1.
-  ssize_t Finish(int* err) {
-    std::unique_lock<std::mutex> lk(mu_);
-    if (inline_) {
-      ssize_t n = pwrite(job_.fd, job_.buf, job_.size, job_.off);
-      *err = n < 0 ? errno : 0;
-      return n;
-    }
-    done_cv_.wait(lk, [this] { return done_; });
-    *err = res_err_;
-    return res_;
-  }
-
-  void Stop() {
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    if (th_.joinable()) th_.join();
-  }
-
- private:
-  struct Job {
-    int fd = -1;
-    const void* buf = nullptr;
-    size_t size = 0;
-    off_t off = 0;
-  };
-  void Loop() {
-    std::unique_lock<std::mutex> lk(mu_);
-    for (;;) {
-      cv_.wait(lk, [this] { return pending_ || stop_; });
-      if (!pending_) return;
-      pending_ = false;
-      Job j = job_;
-      lk.unlock();
-      ssize_t n = pwrite(j.fd, j.buf, j.size, j.off);
-      int e = n < 0 ? errno : 0;
-      lk.lock();
-      res_ = n;
-      res_err_ = e;
-      done_ = true;
-      done_cv_.notify_all();
-    }
-  }
-  std::mutex mu_;
-  std::condition_variable cv_, done_cv_;
-  std::thread th_;
-  Job job_;
-  bool started_ = false, inline_ = false, pending_ = false, done_ = false, stop_ = false;
-  ssize_t res_ = 0;
-  int res_err_ = 0;
-};
-
 class Fs final : public Interceptor {
  public:
   explicit Fs(InterceptorOptions opts, InterceptorEventFn ev) : opts_(std::move(opts)), on_event_(std::move(ev)) {}
@@ -277,6 +195,12 @@ class Fs final : public Interceptor {
     Count(static_cast<int>(r.op));
     return opts_.sink->Submit(std::move(r));
   }
+  // Under order_mu: a large write whose bytes stay lent until ReleaseLent (before order_mu ends).
+  uint64_t SubmitLent(Record&& r) {
+    Count(static_cast<int>(r.op));
+    return opts_.sink->SubmitLent(std::move(r));
+  }
+  void ReleaseLent(uint64_t seq) { opts_.sink->ReleaseLent(seq); }
   // Ends an operation that replies with an errno: waits for the secondary's ack, then replies.
   void FinishErr(fuse_req_t req, uint64_t seq, int err) {
     Wait(seq);
@@ -297,6 +221,43 @@ class Fs final : public Interceptor {
     }
   }
   void WaitDurable(uint64_t seq) { Note(opts_.sink->WaitDurable(seq)); }
+
+  // With the writeback cache ('fsync' durability) the kernel answered write() long before it hands
+  // us the data: our reply to its WRITE need not wait for the secondary (what the application was
+  // promised is only what fsync, O_SYNC and close promise). Such records are deferred: fsync,
+  // flush and the next write once more than kDeferredWindow bytes are unacknowledged wait for
+  // them, so a stream of writes keeps the link full instead of paying a round trip per write,
+  // and a secondary that falls behind slows the writeback instead of overflowing the queue.
+  void Defer(uint64_t seq, size_t bytes) {
+    if (seq == 0) return;
+    std::unique_lock<std::mutex> lk(deferred_mu_);
+    deferred_.push_back({seq, bytes});
+    deferred_bytes_ += bytes;
+    while (deferred_bytes_ > kDeferredWindow && !deferred_.empty()) {
+      auto oldest = deferred_.front();
+      deferred_.pop_front();
+      deferred_bytes_ -= oldest.second;
+      lk.unlock();
+      Wait(oldest.first);
+      lk.lock();
+    }
+  }
+  // Waits for every deferred record so far (acknowledgements are cumulative: the newest suffices).
+  void WaitDeferred() {
+    uint64_t last = 0;
+    {
+      std::lock_guard<std::mutex> lk(deferred_mu_);
+      if (deferred_.empty()) return;
+      last = deferred_.back().first;
+      deferred_.clear();
+      deferred_bytes_ = 0;
+    }
+    Wait(last);
+  }
+  static constexpr size_t kDeferredWindow = 16u << 20;
+  std::mutex deferred_mu_;
+  std::deque<std::pair<uint64_t, size_t>> deferred_;
+  size_t deferred_bytes_ = 0;
   void Count(int slot) { if (slot >= 0 && slot < kStatSlots) ops_[slot].fetch_add(1, std::memory_order_relaxed); }
   void Emit(const std::string& kind, const std::string& code, const std::string& msg) { if (on_event_) on_event_(kind, code, msg); }
   // Caller identity for ownership of new nodes.
@@ -322,9 +283,9 @@ class Fs final : public Interceptor {
   std::unordered_map<int, int> dio_fds_;  // handle fd -> O_DIRECT fd, or -1: none for this handle
   std::atomic<bool> dio_unsupported_{false};
   std::atomic<uint64_t> direct_writes_{0};
+  std::atomic<uint64_t> aligned_copies_{0};
   int DirectFd(int fd);
   void CloseDirectFd(int fd);
-  LocalWriter local_writer_;  // used under order_mu_ (OpWrite's large writes)
   uint64_t Reconcile(Inode* in, const std::string& path, uint64_t off, size_t size, size_t done, uint64_t seq);
   std::atomic<uint64_t> reconciled_{0};
   std::mutex paths_mu_;
@@ -338,7 +299,12 @@ class Fs final : public Interceptor {
   gid_t egid_ = getegid();
 
   struct fuse_session* se_ = nullptr;
-  struct fuse_loop_config* cfg_ = nullptr;
+  // The FUSE workers (our own loop, see RunWorkers): how many exist and wait for a request.
+  void RunWorkers();
+  void Worker();
+  std::mutex workers_mu_;
+  std::vector<std::thread> workers_;  // the first worker runs on loop_ itself
+  unsigned nworkers_ = 0, idle_workers_ = 0;
   std::thread loop_;
   std::mutex life_mu_;  // Unmount
   std::mutex done_mu_;
@@ -992,7 +958,11 @@ void Fsync(fuse_req_t req, fuse_ino_t ino, int datasync, int fd) {
   in->synced.store(true, std::memory_order_relaxed);
   int res = datasync ? fdatasync(fd) : fsync(fd);  // outside the ordering lock: may take ms
   int err = res != 0 ? errno : 0;
-  if (seq != 0) fs->WaitDurable(seq);
+  fs->WaitDeferred();
+  if (seq != 0) {
+    fs->Wait(seq);  // received mode: the writes before it (deferred ones included) are there
+    fs->WaitDurable(seq);
+  }
   if (err) { fs->errors_++; return (void)fuse_reply_err(req, err); }
   fuse_reply_err(req, 0);
 }
@@ -1170,30 +1140,39 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
   uint64_t seq = 0;
   ssize_t n;
   int err = 0;
-  // A large aligned write of a write-only handle: O_DIRECT from an aligned copy of the data
-  // (libfuse's buffer is not aligned; a copy in this thread's warm buffer costs far less than
-  // the page cache's fresh pages).
+  // A large aligned write of a write-only handle: O_DIRECT, straight from the request buffer
+  // (our workers put write data on a page boundary), or else from an aligned copy (a copy in this
+  // thread's warm buffer costs far less than the page cache's fresh pages).
   int dfd = -1;
   if (((fi->fh & kDirectFh) || fs->writeback_) && fs->opts_.direct_local_writes && size >= kDirectLocalMin &&
       off % kDirectLocalAlign == 0 && size % kDirectLocalAlign == 0)
     dfd = fs->DirectFd(static_cast<int>(fi->fh));
-  const uint8_t* aligned = dfd >= 0 ? AlignedCopy(data, size) : nullptr;
+  // Our workers' buffers put write data on a page boundary (see Worker): no copy needed.
+  const uint8_t* aligned = nullptr;
+  if (dfd >= 0 && reinterpret_cast<uintptr_t>(data) % kDirectLocalAlign == 0) {
+    aligned = reinterpret_cast<const uint8_t*>(data);
+  } else if (dfd >= 0) {
+    aligned = AlignedCopy(data, size);
+    fs->aligned_copies_.fetch_add(1, std::memory_order_relaxed);
+  }
   if (!aligned) dfd = -1;
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
     std::string path;
     if (size >= kOverlapMin && fs->PathOf(in, &path)) {
-      // A large write: its record leaves first and the local write runs meanwhile on the local
-      // writer's thread (the disk write overlaps the network). If the local write then fails or
-      // is short, Reconcile sends what the file really holds in the range, before the reply.
-      const int wfd = dfd >= 0 ? dfd : static_cast<int>(fi->fh);
-      fs->local_writer_.Start(wfd, dfd >= 0 ? static_cast<const void*>(aligned) : data, size, off);
+      // A large write: its record is submitted first, its bytes lent to the sink, whose sender
+      // thread encrypts and sends them while this thread writes them to the local disk (the disk
+      // write overlaps the network). If the local write then fails or is short, Reconcile sends
+      // what the file really holds in the range, before the reply.
       r.path = path;
       r.borrowed_len = size;
       r.length = size;
-      seq = fs->Submit(std::move(r));
-      int e = 0;
-      n = fs->local_writer_.Finish(&e);
+      seq = fs->SubmitLent(std::move(r));
+      // The local write, on this thread, while the sender's thread encrypts and sends the bytes.
+      const int wfd = dfd >= 0 ? dfd : static_cast<int>(fi->fh);
+      n = pwrite(wfd, dfd >= 0 ? static_cast<const void*>(aligned) : data, size, off);
+      int e = n < 0 ? errno : 0;
+      fs->ReleaseLent(seq);
       if (dfd >= 0 && n < 0 && e == EINVAL) {  // not for O_DIRECT after all: buffered
         dfd = -1;
         n = pwrite(static_cast<int>(fi->fh), data, size, off);
@@ -1236,7 +1215,8 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
   // secondary's acknowledgement travels, so that the fsync that likely follows finds it on its way.
   if (n > 0 && dfd < 0 && in->synced.load(std::memory_order_relaxed))
     sync_file_range(static_cast<int>(fi->fh), off, n, SYNC_FILE_RANGE_WRITE);
-  fs->Wait(seq);
+  if (fs->writeback_) fs->Defer(seq, static_cast<size_t>(n));
+  else fs->Wait(seq);
   fuse_reply_write(req, static_cast<size_t>(n));
   // A direct write: drop what other (cached) handles of this file hold of the range (recent kernels
   // do it themselves). After the reply: libfuse forbids notifications in the execution path of
@@ -1246,6 +1226,7 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
 
 void OpFlush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   (void)ino;
+  FsOf(req)->WaitDeferred();  // close: the kernel has handed us its dirty pages; they reach the secondary first
   int res = close(dup(static_cast<int>(fi->fh)));
   fuse_reply_err(req, res == -1 ? errno : 0);
 }
@@ -1441,6 +1422,86 @@ std::string EscapeOpt(const std::string& s) {
   return out;
 }
 
+// ---------------------------------------------------------------- worker loop
+
+// Our own loop instead of fuse_session_loop_mt, for one reason: where the request lands in the
+// buffer. The kernel copies a WRITE as fuse_in_header, fuse_write_in, then the data; each
+// worker's buffer starts kWriteHeader bytes before a page boundary, so the data of every write is
+// page-aligned and a large write goes to the disk with O_DIRECT straight from it (no aligned
+// copy on the write's critical path). Otherwise as libfuse's loop: a worker is added when none is
+// left waiting for a request (up to max_threads; FORGETs do not count), workers block signals,
+// and they end when the session ends (unmount, abort).
+constexpr size_t kWriteHeader = sizeof(struct fuse_in_header) + sizeof(struct fuse_write_in);
+// libfuse reads up to its session's bufsize into the buffer (libfuse 3: at most 256 pages + 4 KiB,
+// and max_write + 4 KiB after INIT, with our max_write of 1 MiB). Twice that, for any 3.x: only
+// the pages a request fills are ever touched.
+constexpr size_t kWorkerBuf = (2u << 20) + (64u << 10);
+static_assert(sizeof(struct fuse_in_header) == 40 && sizeof(struct fuse_write_in) == 40, "FUSE protocol 7.9+ request headers");
+
+void Fs::RunWorkers() {
+  {
+    std::lock_guard<std::mutex> lk(workers_mu_);
+    nworkers_ = 1;
+  }
+  Worker();
+  for (;;) {
+    std::thread t;
+    {
+      std::lock_guard<std::mutex> lk(workers_mu_);
+      if (workers_.empty()) break;
+      t = std::move(workers_.back());
+      workers_.pop_back();
+    }
+    t.join();
+  }
+}
+
+void Fs::Worker() {
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, nullptr);
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  void* raw = nullptr;
+  if (posix_memalign(&raw, page, kWorkerBuf + page) != 0) raw = nullptr;
+  struct fuse_buf fbuf;
+  std::memset(&fbuf, 0, sizeof fbuf);
+  if (raw) {
+    fbuf.mem = static_cast<char*>(raw) + page - kWriteHeader;
+    fbuf.size = kWorkerBuf;
+  }  // else libfuse allocates its own (writes then take the aligned copy)
+  while (!fuse_session_exited(se_)) {
+    {
+      std::lock_guard<std::mutex> lk(workers_mu_);
+      idle_workers_++;
+    }
+    int res = fuse_session_receive_buf(se_, &fbuf);
+    {
+      std::lock_guard<std::mutex> lk(workers_mu_);
+      idle_workers_--;
+      if (res > 0 && fbuf.mem) {
+        auto* in = static_cast<const struct fuse_in_header*>(fbuf.mem);
+        bool forget = in->opcode == FUSE_FORGET || in->opcode == FUSE_BATCH_FORGET;
+        if (!forget && idle_workers_ == 0 && nworkers_ < opts_.max_threads) {
+          try {
+            workers_.emplace_back([this] { Worker(); });
+            nworkers_++;
+          } catch (...) {
+            // no thread: the existing ones go on
+          }
+        }
+      }
+    }
+    if (res == -EINTR || res == -EAGAIN) continue;
+    if (res <= 0) {
+      if (res < 0) fuse_session_exit(se_);
+      break;
+    }
+    fuse_session_process_buf(se_, &fbuf);
+  }
+  if (raw) free(raw);
+  else free(fbuf.mem);
+}
+
 // ---------------------------------------------------------------- lifecycle
 
 bool Fs::Start(std::string* code, std::string* err) {
@@ -1479,12 +1540,8 @@ bool Fs::Start(std::string* code, std::string* err) {
   mounted_ = true;
   MountEntry m;
   if (TopMount(opts_.dir, &m) && IsOurFuse(m)) { conn_major_ = m.major; conn_minor_ = m.minor; }
-  cfg_ = fuse_loop_cfg_create();
-  fuse_loop_cfg_set_max_threads(cfg_, opts_.max_threads);
-  fuse_loop_cfg_set_idle_threads(cfg_, opts_.max_threads);
-  fuse_loop_cfg_set_clone_fd(cfg_, 1);
   loop_ = std::thread([this]() {
-    fuse_session_loop_mt(se_, cfg_);
+    RunWorkers();
     {
       std::lock_guard<std::mutex> lk(done_mu_);
       loop_done_ = true;
@@ -1547,7 +1604,6 @@ std::string Fs::Unmount(bool lazy, int timeout_ms, std::string* code) {
   if (loop_.joinable()) loop_.join();
   fuse_session_destroy(se_);
   se_ = nullptr;
-  if (cfg_) { fuse_loop_cfg_destroy(cfg_); cfg_ = nullptr; }
   {
     std::lock_guard<std::mutex> lk(table_mu_);
     table_.clear();
@@ -1651,6 +1707,7 @@ InterceptorStats Fs::Stats() const {
     s.fd_evictions = fd_evictions_.load();
   }
   s.direct_writes = direct_writes_.load(std::memory_order_relaxed);
+  s.aligned_copies = aligned_copies_.load(std::memory_order_relaxed);
   s.reconciled_writes = reconciled_.load(std::memory_order_relaxed);
   s.direct_unsupported = dio_unsupported_.load(std::memory_order_relaxed);
   return s;

@@ -46,8 +46,9 @@ struct InterceptorOptions {
 
 constexpr size_t kDirectLocalMin = 128u << 10;
 constexpr size_t kDirectLocalAlign = 4096;
-// Writes of at least this size send their record before the local write, which runs meanwhile on
-// another thread (fuse_fs.cc: LocalWriter, Reconcile).
+// Writes of at least this size submit their record before the local write, lending their bytes
+// (ChangeSink::SubmitLent): the sender's thread encrypts and sends them while the FUSE thread
+// writes them locally (fuse_fs.cc: OpWrite, Reconcile).
 constexpr size_t kOverlapMin = 128u << 10;
 
 // One event for JS: kind is "error", "replication" (message "lost"/"restored"), "stale" (a dead
@@ -75,6 +76,7 @@ struct InterceptorStats {
   uint64_t fd_reopens = 0;      // fds reopened after the cache closed them
   uint64_t fd_evictions = 0;    // fds the cache closed
   uint64_t direct_writes = 0;   // writes made with O_DIRECT (direct_local_writes)
+  uint64_t aligned_copies = 0;  // of which copied first (their data was not page-aligned in the request buffer)
   uint64_t reconciled_writes = 0;  // large writes whose record left first and whose local write then failed or was short
   bool direct_unsupported = false;  // the file system refused O_DIRECT: buffered writes only
 };

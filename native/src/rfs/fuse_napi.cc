@@ -189,6 +189,7 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
   o.Set("fdReopens", Napi::Number::New(env, static_cast<double>(s.fd_reopens)));
   o.Set("fdEvictions", Napi::Number::New(env, static_cast<double>(s.fd_evictions)));
   o.Set("directWrites", Napi::Number::New(env, static_cast<double>(s.direct_writes)));
+  o.Set("alignedCopies", Napi::Number::New(env, static_cast<double>(s.aligned_copies)));
   o.Set("reconciledWrites", Napi::Number::New(env, static_cast<double>(s.reconciled_writes)));
   o.Set("directUnsupported", Napi::Boolean::New(env, s.direct_unsupported));
   o.Set("mounted", Napi::Boolean::New(env, ref->fs->Mounted()));

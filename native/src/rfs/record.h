@@ -70,8 +70,9 @@ struct Record {
   Timespec mtime;
   std::vector<uint8_t> data;  // write bytes, or xattr value
   // Write bytes lent by the interceptor instead of `data` (no copy on the hot path). Valid only
-  // until the ChangeSink::Submit that receives the record returns: a sink that keeps the record
-  // longer calls Own() first. Read the bytes with Bytes()/Size().
+  // until the ChangeSink::Submit that receives the record returns (SubmitLent: until ReleaseLent
+  // returns): a sink that keeps the record longer calls Own() first. Read the bytes with
+  // Bytes()/Size().
   const uint8_t* borrowed = nullptr;
   size_t borrowed_len = 0;
 
@@ -114,14 +115,23 @@ class ChangeSink {
   // (Truncate, Write), or calls Diverged.
   virtual uint64_t Submit(Record&& r) = 0;
 
+  // Like Submit, for a large Write (kOverlapMin) submitted just before its local write: its lent
+  // bytes stay valid until ReleaseLent(seq) returns, so the sink may read them on another thread
+  // (the sender encrypts and sends them while the caller's thread writes them to the local disk)
+  // instead of during the call. The caller calls ReleaseLent before its ordering lock is released.
+  // Default: Submit (the bytes are read during the call).
+  virtual uint64_t SubmitLent(Record&& r) { return Submit(std::move(r)); }
+  // Returns once the sink reads nothing more of the bytes lent with `seq` (sent, or dropped with
+  // the link). Never blocks forever.
+  virtual void ReleaseLent(uint64_t seq) { (void)seq; }
+
   // Blocks the calling (FUSE worker) thread until `seq` is acknowledged by the secondary, or
   // replication is not possible (no secondary, link lost, ack timeout). Returns true if
   // acknowledged; false if the change was not replicated (it must then be tracked as dirty by
   // the sink, so a later resynchronisation copies it). Never blocks forever.
   virtual bool WaitAcked(uint64_t seq) = 0;
 
-  // Like WaitAcked, for a durability point (an Fsync record). Every change the caller made before
-  // it was already acknowledged (each operation waits for its own ack before replying), so a sink
+  // Like WaitAcked, for a durability point (an Fsync record), called after WaitAcked(seq): a sink
   // whose acknowledgement level is "received" (the secondary holds the bytes in memory; its disk
   // is not part of the guarantee) may return at once; a "written" sink waits for the secondary's
   // own fsync.

@@ -13,7 +13,9 @@ namespace ha::rfs {
 namespace {
 
 constexpr auto kStaleInFlight = std::chrono::seconds(30);
-constexpr uint64_t kMarkAheadZones = 16;
+constexpr uint64_t kMarkAheadZones = 32;
+constexpr uint64_t kMarkAheadMaxZones = 256;
+constexpr uint64_t kStreamStartBytes = 128u << 10;
 
 std::string Parent(const std::string& p) {
   size_t i = p.rfind('/');
@@ -46,6 +48,7 @@ std::shared_ptr<ReplicationSink> ReplicationSink::Open(const ReplSinkOptions& op
   sink->root_fd_ = fd;
   sink->tracker_ = std::move(tracker);
   sink->loop_ = std::thread([raw = sink.get()] { raw->Loop(); });
+  sink->ahead_ = std::thread([raw = sink.get()] { raw->AheadLoop(); });
   return sink;
 }
 
@@ -63,6 +66,12 @@ void ReplicationSink::Close() {
     if (loop_.get_id() == std::this_thread::get_id()) loop_.detach();
     else loop_.join();
   }
+  {
+    std::lock_guard<std::mutex> lk(ahead_mu_);
+    ahead_stop_ = true;
+  }
+  ahead_cv_.notify_all();
+  if (ahead_.joinable()) ahead_.join();
   std::shared_ptr<Sender> s;
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -113,25 +122,63 @@ void ReplicationSink::Announced(uint64_t epoch) {
 
 void ReplicationSink::BeforeApply(const std::string& path, uint64_t offset, uint64_t length) {
   Announce(path);
-  // Sequential writes (any FUSE thread): mark ahead kMarkAheadZones zones past the write, so a
-  // stream of writes pays one durable log write per kMarkAheadZones zones instead of one per zone.
-  // Extra marks only cost a resync copying those zones (clamped to the file's size: appends are free).
-  uint64_t mark_len = length;
+  // Sequential writes (any FUSE thread): mark ahead past the write, so a stream of writes pays one
+  // durable log write per look-ahead instead of one per zone. The look-ahead grows with the
+  // stream (like a readahead window): kMarkAheadZones zones at first, then the power of two
+  // below the stream's length so far, up to kMarkAheadMaxZones. Extra marks only cost a resync
+  // copying those zones (clamped to the file's size: appends are free), so at most that much.
+  // A large write at offset 0 starts a stream too (a copy, a dump, dd).
+  uint64_t ahead_end = 0, ahead = 0;
   const uint64_t end = length > UINT64_MAX - offset ? UINT64_MAX : offset + length;
   {
     std::lock_guard<std::mutex> lk(infl_mu_);
     auto it = last_end_.find(path);
-    if (end != UINT64_MAX && it != last_end_.end() && offset <= it->second && it->second - offset <= opts_.zoneBytes) {
-      // Up to a multiple of the look-ahead, so the marked end moves once per kMarkAheadZones zones.
-      uint64_t ahead = kMarkAheadZones * opts_.zoneBytes;
-      if (end < UINT64_MAX - 2 * ahead) mark_len = (end / ahead + 2) * ahead - offset;
+    const bool follows = it != last_end_.end() && offset <= it->second.end && it->second.end - offset <= opts_.zoneBytes;
+    Stream st = follows ? it->second : Stream{};
+    if (!follows) st.start = offset;
+    if (end != UINT64_MAX && (follows || (offset == 0 && length >= kStreamStartBytes))) {
+      st.start = std::min(st.start, offset);
+      uint64_t zones = kMarkAheadZones;
+      const uint64_t run = (end - st.start) / opts_.zoneBytes;
+      while (zones < kMarkAheadMaxZones && zones * 2 <= run) zones *= 2;
+      // Up to a multiple of the look-ahead past the write (logged only once the write leaves
+      // what is marked already).
+      ahead = zones * opts_.zoneBytes;
+      if (end < UINT64_MAX - 3 * ahead) ahead_end = (end / ahead + 2) * ahead;
     }
+    st.end = end;
     if (last_end_.size() > 256) last_end_.clear();
-    last_end_[path] = end;
+    last_end_[path] = st;
   }
-  uint64_t epoch = 0;
-  DirtyStatus s = tracker_->MarkData(path, offset, mark_len, &epoch);
+  uint64_t epoch = 0, marked_to = 0;
+  DirtyStatus s = tracker_->MarkData(path, offset, length, &epoch, ahead_end, &marked_to);
   if (!s.ok()) OnMarkError(s);
+  if (ahead_end != 0 && s.ok()) {
+    // Keep the stream marked at least one look-ahead past its end, in the background: its next
+    // writes then find their zones marked and wait for no log write.
+    AheadReq req;
+    {
+      std::lock_guard<std::mutex> lk(infl_mu_);
+      auto it = last_end_.find(path);
+      if (it != last_end_.end() && it->second.end == end) {
+        Stream& st = it->second;
+        if (marked_to > st.marked) st.marked = marked_to;
+        if (!st.pending && st.marked >= end && st.marked - end < ahead) {
+          st.pending = true;
+          req.path = path;
+          req.from = st.marked;
+          req.to = st.marked + 2 * ahead;
+        }
+      }
+    }
+    if (!req.path.empty()) {
+      {
+        std::lock_guard<std::mutex> lk(ahead_mu_);
+        ahead_q_.push_back(std::move(req));
+      }
+      ahead_cv_.notify_one();
+    }
+  }
   Announced(epoch);
 }
 
@@ -176,6 +223,29 @@ void ReplicationSink::BeforeMeta(Op op, const std::string& path, const std::stri
   DirtyStatus s = tracker_->MarkMany(m, &epoch);
   if (!s.ok()) OnMarkError(s);
   Announced(epoch);
+}
+
+// Background marks ahead of sequential streams (queued by BeforeApply). A mark made here covers
+// no change yet: a barrier may clear it, and the stream then marks again on its own thread.
+void ReplicationSink::AheadLoop() {
+  for (;;) {
+    AheadReq req;
+    {
+      std::unique_lock<std::mutex> lk(ahead_mu_);
+      ahead_cv_.wait(lk, [&] { return ahead_stop_ || !ahead_q_.empty(); });
+      if (ahead_stop_) return;
+      req = std::move(ahead_q_.front());
+      ahead_q_.pop_front();
+    }
+    DirtyStatus s = tracker_->MarkData(req.path, req.from, req.to - req.from);
+    if (!s.ok()) OnMarkError(s);
+    std::lock_guard<std::mutex> lk(infl_mu_);
+    auto it = last_end_.find(req.path);
+    if (it != last_end_.end()) {
+      it->second.pending = false;
+      if (s.ok() && req.to > it->second.marked) it->second.marked = req.to;
+    }
+  }
 }
 
 void ReplicationSink::EndChange() {
@@ -234,7 +304,23 @@ void ReplicationSink::MarkMeta(const Record& r) {
   OnMarkError(s);
 }
 
-uint64_t ReplicationSink::Submit(Record&& r) {
+uint64_t ReplicationSink::Submit(Record&& r) { return SubmitImpl(std::move(r), false); }
+
+uint64_t ReplicationSink::SubmitLent(Record&& r) { return SubmitImpl(std::move(r), true); }
+
+void ReplicationSink::ReleaseLent(uint64_t seq) {
+  std::shared_ptr<Sender> s;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = lent_.find(seq);
+    if (it == lent_.end()) return;  // not forwarded: nothing was lent
+    s = std::move(it->second);
+    lent_.erase(it);
+  }
+  s->ReleaseLent(seq & ((1ull << kGenShift) - 1));
+}
+
+uint64_t ReplicationSink::SubmitImpl(Record&& r, bool lent) {
   const bool data = IsData(r.op);
   const auto tid = std::this_thread::get_id();
   bool marked = !data;
@@ -272,8 +358,9 @@ uint64_t ReplicationSink::Submit(Record&& r) {
     // fsync (its copy is made durable at each barrier), and nothing waits for it.
     out = Encode(gen_, last_fwd_);
   } else if (sender_ && !sender_->Lost()) {
-    last_fwd_ = sender_->Submit(std::move(r));
+    last_fwd_ = lent ? sender_->SubmitLent(std::move(r)) : sender_->Submit(std::move(r));
     out = Encode(gen_, last_fwd_);
+    if (lent) lent_[out] = sender_;  // the sender may read the bytes until ReleaseLent
     forwarded_++;
   } else {
     out = Encode(0, ++alone_seq_);

@@ -23,6 +23,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -81,6 +82,8 @@ class ReplicationSink : public ChangeSink, public std::enable_shared_from_this<R
   void BeforeMeta(Op op, const std::string& path, const std::string& path2) override;
   void EndChange() override;
   uint64_t Submit(Record&& r) override;
+  uint64_t SubmitLent(Record&& r) override;
+  void ReleaseLent(uint64_t seq) override;
   bool WaitAcked(uint64_t seq) override;
   bool WaitDurable(uint64_t seq) override;
   void Diverged(const std::string& reason) override;
@@ -148,6 +151,8 @@ class ReplicationSink : public ChangeSink, public std::enable_shared_from_this<R
   uint64_t alone_seq_ = 0;
   uint64_t forwarded_ = 0, not_forwarded_ = 0, deferred_ = 0;
   uint64_t last_fwd_ = 0;      // last sender seq forwarded in this generation
+  uint64_t SubmitImpl(Record&& r, bool lent);
+  std::map<uint64_t, std::shared_ptr<Sender>> lent_;  // SubmitLent records not released yet (by encoded seq)
   WorkMap* work_ = nullptr;    // the running resync's work list
 
   // Changes announced (BeforeApply/BeforeMeta) and not yet ended (EndChange), by thread.
@@ -160,7 +165,24 @@ class ReplicationSink : public ChangeSink, public std::enable_shared_from_this<R
   std::mutex infl_mu_;
   std::condition_variable infl_cv_;
   std::unordered_map<std::thread::id, InFlight> infl_;
-  std::unordered_map<std::string, uint64_t> last_end_;  // end of the last data change by path (mark-ahead)
+  struct Stream {
+    uint64_t end = 0;     // end of the last data change
+    uint64_t start = 0;   // where its run of sequential changes began
+    uint64_t marked = 0;  // marked (durably, or being marked in the background) up to here
+    bool pending = false; // a background mark-ahead is queued or running
+  };
+  // Mark-ahead of sequential streams, made durable in the background (BeforeApply).
+  struct AheadReq {
+    std::string path;
+    uint64_t from = 0, to = 0;
+  };
+  void AheadLoop();
+  std::thread ahead_;
+  std::mutex ahead_mu_;
+  std::condition_variable ahead_cv_;
+  std::deque<AheadReq> ahead_q_;
+  bool ahead_stop_ = false;
+  std::unordered_map<std::string, Stream> last_end_;  // by path (mark-ahead)
 
   std::mutex loop_mu_;
   std::condition_variable loop_cv_;

@@ -1,9 +1,11 @@
 // The primary's half of replication: a ChangeSink that streams Records to the secondary's
 // receiver over a secure channel (channel.h) and waits for its cumulative acknowledgements.
 //
-// Threads: the caller's (Submit never touches the network; WaitAcked waits on a condition
-// variable), a writer thread (batches queued records into sealed frames, encrypting straight
-// from each record's buffer into the output buffer) and an ack thread (reads acks, wakes waiters).
+// Threads: the caller's (Submit seals a record when nothing is queued, and sends a small frame
+// itself when nothing is before it; it never blocks on the network but for that send; WaitAcked
+// waits on a condition variable), a writer thread (sends sealed frames in order; seals queued and
+// lent records, encrypting straight from each record's buffer into a frame buffer) and an ack
+// thread (reads acks, wakes waiters).
 // Any failure (link down, ack timeout, queue overflow, the secondary failing to apply) puts the
 // sender in the final state "lost": WaitAcked returns false at once, and TakeUnacked lists what
 // was submitted but not acknowledged. Reconnecting means a new Sender.
@@ -66,6 +68,10 @@ class Sender : public ChangeSink, public std::enable_shared_from_this<Sender> {
   ~Sender() override;
 
   uint64_t Submit(Record&& r) override;
+  // The record is queued for the writer thread as it is (no copy of its lent bytes): encrypted
+  // there while the caller makes its local write. ReleaseLent waits for that encryption.
+  uint64_t SubmitLent(Record&& r) override;
+  void ReleaseLent(uint64_t seq) override;
   bool WaitAcked(uint64_t seq) override;
   // Received mode: returns at once (true unless lost); Written mode: WaitAcked.
   bool WaitDurable(uint64_t seq) override;
@@ -101,12 +107,17 @@ class Sender : public ChangeSink, public std::enable_shared_from_this<Sender> {
 
  private:
   Sender(int fd, const SenderOptions& opts);
+  uint64_t Enqueue(Record&& r, bool lent);
   void Lose(const char* code, const std::string& reason);
   void LoseSend(int err);  // a failed send (errno)
   bool WaitFor(uint64_t seq, bool applied);
   void WriterLoop();
-  // Encrypts `batch` into one frame in `out` and sends it. Called by whoever holds sending_.
-  bool SendBatch(std::vector<Record>& batch, size_t plain, std::vector<uint8_t>& out);
+  // Encrypts `batch` into one frame in `out` (sized to fit). Called by whoever holds sealing_.
+  void Seal(std::vector<Record>& batch, size_t plain, std::vector<uint8_t>& out);
+  // Writes a sealed frame to the socket. Called by whoever holds sending_.
+  bool SendFrame(const std::vector<uint8_t>& frame);
+  std::vector<uint8_t> SpareLocked();               // a frame buffer (mu_ held)
+  void RecycleLocked(std::vector<uint8_t>&& buf);  // gives one back (mu_ held)
   void AckLoop();
   void OnAck(uint64_t received, uint64_t applied);
   uint64_t AckedLocked() const { return opts_.mode == AckMode::Received ? received_ : applied_; }
@@ -120,10 +131,20 @@ class Sender : public ChangeSink, public std::enable_shared_from_this<Sender> {
   std::condition_variable ackCv_;
   std::condition_variable queueCv_;
   std::deque<Record> queue_;  // not yet sent (owns the data)
-  // Someone (the writer thread, or a submitting thread sending its own record directly when the
-  // queue is empty: one thread hand-off less per change) owns the cipher and the socket's send side.
+  // The send path is a pipeline of two stages, each owned by one thread at a time:
+  //  - sealing_: the cipher. A submitting thread seals its own record when nothing is queued
+  //    (encrypting straight from the caller's bytes: no copy), else the writer thread seals the
+  //    queued records. Sealed frames join frames_ in the cipher's (nonce) order.
+  //  - sending_: the socket. The writer thread sends frames_ in order; a small frame sealed when
+  //    nothing waits and nobody sends is sent by its own thread (no hand-off for small writes).
+  //  A large write's parts are sealed by the application's thread while the writer thread sends
+  //  the previous part: encryption overlaps the socket's copy instead of adding to it.
+  bool sealing_ = false;
   bool sending_ = false;
-  std::vector<uint8_t> directOut_;  // the direct sender's frame buffer (owned by whoever holds sending_)
+  uint64_t sealed_ = 0;               // every record up to this seq is sealed (or dropped: lost)
+  std::condition_variable sealedCv_;  // ReleaseLent waits on it
+  std::deque<std::vector<uint8_t>> frames_;  // sealed, not yet sent
+  std::vector<std::vector<uint8_t>> spare_;  // frame buffers to reuse (fresh pages cost more than a copy)
   struct Pending { UnackedRecord rec; size_t bytes; };
   std::deque<Pending> unacked_;  // submitted, not acknowledged (metadata only)
   uint64_t nextSeq_ = 0;
