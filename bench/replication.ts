@@ -12,6 +12,9 @@
  *    'fsync' (kernel writeback cache; the secondary has the data at fsync/O_SYNC/close points);
  *    seq_ratio_vs_fastest_raw: the replicated median against the fastest raw round (the raw
  *    rounds are bimodal on this VM; the median ratio alone can flatter);
+ *  - seq_node_raw_MBps / seq_node_repl_MBps / seq_node_ratio: the same written by a Node process
+ *    (writeSync of a 1 MiB Buffer, which is not page-aligned: each write reaches the interceptor
+ *    as two requests split at a page boundary), durability 'write';
  *  - fsync4k_*: 4 KiB write + fdatasync latency (p50/p99), plain vs replicated (both modes);
  *  - resync_1pct_s: the secondary away while 1% of N small files and 4 MiB inside each of four big
  *    files changed; time for the returning secondary to be in sync again; resync_rsync_s: `rsync
@@ -57,6 +60,18 @@ function ddMBps(file: string, mib: number): number {
   return (mib * 1.048576) / s;
 }
 
+/**
+ * The same from a Node process: writeSync of a 1 MiB Buffer (not page-aligned, as Node allocates
+ * them: the kernel splits each write at a page boundary into two FUSE requests) + final fsync.
+ */
+function nodeMBps(file: string, mib: number): number {
+  const script = `const fs=require('fs');const fd=fs.openSync(process.argv[1],'w');const b=Buffer.alloc(1<<20,7);const t=process.hrtime.bigint();
+for(let i=0;i<${mib};i++)fs.writeSync(fd,b,0,b.length,i*(1<<20));fs.fsyncSync(fd);fs.closeSync(fd);process.stdout.write(String(Number(process.hrtime.bigint()-t)/1e9));`;
+  const s = Number(execFileSync(process.execPath, ['-e', script, file], { encoding: 'utf8' }));
+  rmSync(file, { force: true });
+  return (mib * 1.048576) / s;
+}
+
 /** 4 KiB write + fdatasync latencies (µs), from a child process so the FUSE side is not on our thread. */
 function fsync4k(dir: string, n: number): number[] {
   const script = `const fs=require('fs');const fd=fs.openSync(process.argv[1],'w');const b=Buffer.alloc(4096,7);const out=[];
@@ -96,6 +111,18 @@ try {
       seqRaw.push(ddMBps(join(plain, `seq${i}`), SEQ_MIB));
       seqRepl.push(ddMBps(join(prim, `seq${i}`), SEQ_MIB));
       log(`seq round ${i + 1} (durability ${durability}): raw ${seqRaw.at(-1)!.toFixed(0)} MB/s, replicated ${seqRepl.at(-1)!.toFixed(0)} MB/s`);
+    }
+    if (durability === 'write') {
+      const nodeRaw: number[] = [];
+      const nodeRepl: number[] = [];
+      for (let i = 0; i < (quick ? 1 : 2); i++) {
+        nodeRaw.push(nodeMBps(join(plain, `node${i}`), SEQ_MIB));
+        nodeRepl.push(nodeMBps(join(prim, `node${i}`), SEQ_MIB));
+        log(`node writes round ${i + 1}: raw ${nodeRaw.at(-1)!.toFixed(0)} MB/s, replicated ${nodeRepl.at(-1)!.toFixed(0)} MB/s`);
+      }
+      res.seq_node_raw_MBps = Math.round(pct(nodeRaw, 50));
+      res.seq_node_repl_MBps = Math.round(pct(nodeRepl, 50));
+      res.seq_node_ratio = Math.round((res.seq_node_repl_MBps / res.seq_node_raw_MBps) * 100) / 100;
     }
     raw4k.push(...fsync4k(plain, FSYNC_N));
     const repl4k = fsync4k(prim, FSYNC_N);

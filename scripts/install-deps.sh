@@ -7,7 +7,7 @@ export DEBIAN_FRONTEND=noninteractive
 if [ "$(id -u)" -ne 0 ]; then echo "install-deps: run as root (apt-get, network namespaces)" >&2; exit 1; fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  iproute2 iputils-ping iputils-arping nftables fuse3 libfuse3-dev stress-ng procps ca-certificates \
+  iproute2 iputils-ping iputils-arping nftables fuse3 libfuse3-dev linux-libc-dev stress-ng procps ca-certificates \
   cmake g++ make python3 pkg-config libssl-dev rsync \
   haproxy wrk >/dev/null
 # haproxy and wrk: bench:farm compares the farm with HAProxy under the same wrk load.

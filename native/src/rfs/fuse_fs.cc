@@ -1143,16 +1143,20 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
   // A large aligned write of a write-only handle: O_DIRECT, straight from the request buffer
   // (our workers put write data on a page boundary), or else from an aligned copy (a copy in this
   // thread's warm buffer costs far less than the page cache's fresh pages).
+  // The whole pages go with O_DIRECT, a partial last page buffered after them: a 1 MiB write from
+  // a buffer that is not page-aligned (most Node Buffers) reaches us split by the kernel at a
+  // page boundary, as a large request of (1 MiB - a few bytes) and a tiny one.
   int dfd = -1;
-  if (((fi->fh & kDirectFh) || fs->writeback_) && fs->opts_.direct_local_writes && size >= kDirectLocalMin &&
-      off % kDirectLocalAlign == 0 && size % kDirectLocalAlign == 0)
+  const size_t head = size & ~(kDirectLocalAlign - 1);
+  if (((fi->fh & kDirectFh) || fs->writeback_) && fs->opts_.direct_local_writes && head >= kDirectLocalMin &&
+      off % kDirectLocalAlign == 0)
     dfd = fs->DirectFd(static_cast<int>(fi->fh));
   // Our workers' buffers put write data on a page boundary (see Worker): no copy needed.
   const uint8_t* aligned = nullptr;
   if (dfd >= 0 && reinterpret_cast<uintptr_t>(data) % kDirectLocalAlign == 0) {
     aligned = reinterpret_cast<const uint8_t*>(data);
   } else if (dfd >= 0) {
-    aligned = AlignedCopy(data, size);
+    aligned = AlignedCopy(data, head);
     fs->aligned_copies_.fetch_add(1, std::memory_order_relaxed);
   }
   if (!aligned) dfd = -1;
@@ -1169,9 +1173,20 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
       r.length = size;
       seq = fs->SubmitLent(std::move(r));
       // The local write, on this thread, while the sender's thread encrypts and sends the bytes.
-      const int wfd = dfd >= 0 ? dfd : static_cast<int>(fi->fh);
-      n = pwrite(wfd, dfd >= 0 ? static_cast<const void*>(aligned) : data, size, off);
-      int e = n < 0 ? errno : 0;
+      const int fh = static_cast<int>(fi->fh);
+      int e = 0;
+      if (dfd >= 0) {
+        n = pwrite(dfd, aligned, head, off);
+        if (n < 0) {
+          e = errno;
+        } else if (n == static_cast<ssize_t>(head) && head < size) {
+          ssize_t t = pwrite(fh, data + head, size - head, off + static_cast<off_t>(head));
+          if (t > 0) n += t;  // else short (Reconcile below): the application hears of the error on its retry
+        }
+      } else {
+        n = pwrite(fh, data, size, off);
+        e = n < 0 ? errno : 0;
+      }
       fs->ReleaseLent(seq);
       if (dfd >= 0 && n < 0 && e == EINVAL) {  // not for O_DIRECT after all: buffered
         dfd = -1;
