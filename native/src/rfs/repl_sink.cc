@@ -13,7 +13,7 @@ namespace ha::rfs {
 namespace {
 
 constexpr auto kStaleInFlight = std::chrono::seconds(30);
-constexpr uint64_t kMarkAheadZones = 32;
+constexpr uint64_t kMarkAheadZones = 16;
 constexpr uint64_t kMarkAheadMaxZones = 256;
 constexpr uint64_t kStreamStartBytes = 128u << 10;
 
@@ -125,8 +125,10 @@ void ReplicationSink::BeforeApply(const std::string& path, uint64_t offset, uint
   // Sequential writes (any FUSE thread): mark ahead past the write, so a stream of writes pays one
   // durable log write per look-ahead instead of one per zone. The look-ahead grows with the
   // stream (like a readahead window): kMarkAheadZones zones at first, then the power of two
-  // below the stream's length so far, up to kMarkAheadMaxZones. Extra marks only cost a resync
-  // copying those zones (clamped to the file's size: appends are free), so at most that much.
+  // below the stream's length so far, up to kMarkAheadMaxZones; once the stream is as long as its
+  // look-ahead, a background thread extends the marks before the stream reaches their end. Extra
+  // marks only cost a resync copying those zones (clamped to the file's size: appends are free),
+  // so at most about twice the stream's length, and never more than 3 x kMarkAheadMaxZones.
   // A large write at offset 0 starts a stream too (a copy, a dump, dd).
   uint64_t ahead_end = 0, ahead = 0;
   const uint64_t end = length > UINT64_MAX - offset ? UINT64_MAX : offset + length;
@@ -163,7 +165,9 @@ void ReplicationSink::BeforeApply(const std::string& path, uint64_t offset, uint
       if (it != last_end_.end() && it->second.end == end) {
         Stream& st = it->second;
         if (marked_to > st.marked) st.marked = marked_to;
-        if (!st.pending && st.marked >= end && st.marked - end < ahead) {
+        // Only for a stream at least as long as its look-ahead: a short run of writes inside a
+        // big file (a few MiB changed) must not leave a resync hundreds of MiB to copy.
+        if (!st.pending && st.marked >= end && st.marked - end < ahead && end - st.start >= ahead) {
           st.pending = true;
           req.path = path;
           req.from = st.marked;

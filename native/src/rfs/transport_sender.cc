@@ -283,21 +283,26 @@ uint64_t Sender::Enqueue(Record&& r, bool lent) {
   std::vector<Record> one;
   one.push_back(std::move(r));
   Seal(one, bytes, frame);
-  bool direct = false;
+  // The writer is woken only when it has something to do (a frame to send, records queued while
+  // we sealed) or Close waits (lost): a wake-up for nothing costs a context switch per change.
+  // No ReleaseLent can be waiting here: lent records are queued, and we sealed with none queued.
+  bool direct = false, wakeWriter = false;
   {
     std::lock_guard<std::mutex> lk(mu_);
     sealing_ = false;
     sealed_ = std::max(sealed_, seq);
     if (lost_) {
       RecycleLocked(std::move(frame));
+      wakeWriter = true;
     } else if (frame.size() <= kSendDirectMax && frames_.empty() && !sending_) {
       direct = sending_ = true;  // a small frame, nothing before it: send it from here
     } else {
       frames_.push_back(std::move(frame));
+      wakeWriter = true;
     }
+    wakeWriter = wakeWriter || !queue_.empty();
   }
-  queueCv_.notify_all();  // the writer (a frame to send, queued records to seal) and Close
-  sealedCv_.notify_all();
+  if (wakeWriter) queueCv_.notify_all();
   if (direct) {
     bool ok = SendFrame(frame);
     int err = errno;
@@ -305,8 +310,9 @@ uint64_t Sender::Enqueue(Record&& r, bool lent) {
       std::lock_guard<std::mutex> lk(mu_);
       sending_ = false;
       RecycleLocked(std::move(frame));
+      wakeWriter = !frames_.empty() || !queue_.empty() || lost_;
     }
-    queueCv_.notify_all();
+    if (wakeWriter) queueCv_.notify_all();
     if (!ok) LoseSend(err);
   }
   return seq;
