@@ -500,8 +500,7 @@ void Sender::WriterLoop() {
         sealed_ = std::max(sealed_, last);
         frames_.push_back(std::move(frame));  // sent at the next turn (or by nobody: lost)
       }
-      queueCv_.notify_all();  // Close waits for !sealing_
-      sealedCv_.notify_all();
+      sealedCv_.notify_all();  // ReleaseLent
       continue;
     }
     bool ok = SendFrame(frame);
@@ -511,7 +510,7 @@ void Sender::WriterLoop() {
       sending_ = false;
       RecycleLocked(std::move(frame));
     }
-    queueCv_.notify_all();  // Close waits for !sending_; a submitter may send directly now
+    // Nobody else waits on queueCv_ for this thread's work: Close waits only after joining it.
     if (!ok) {
       LoseSend(err);
       return;
