@@ -230,17 +230,18 @@ class Fs final : public Interceptor {
   // and a secondary that falls behind slows the writeback instead of overflowing the queue.
   void Defer(uint64_t seq, size_t bytes) {
     if (seq == 0) return;
-    std::unique_lock<std::mutex> lk(deferred_mu_);
-    deferred_.push_back({seq, bytes});
-    deferred_bytes_ += bytes;
-    while (deferred_bytes_ > kDeferredWindow && !deferred_.empty()) {
-      auto oldest = deferred_.front();
-      deferred_.pop_front();
-      deferred_bytes_ -= oldest.second;
-      lk.unlock();
-      Wait(oldest.first);
-      lk.lock();
+    uint64_t upto = 0;  // acknowledgements are cumulative: the newest record over the window
+    {
+      std::lock_guard<std::mutex> lk(deferred_mu_);
+      deferred_.push_back({seq, bytes});
+      deferred_bytes_ += bytes;
+      while (deferred_bytes_ > kDeferredWindow && !deferred_.empty()) {
+        upto = deferred_.front().first;
+        deferred_bytes_ -= deferred_.front().second;
+        deferred_.pop_front();
+      }
     }
+    if (upto) Wait(upto);
   }
   // Waits for every deferred record so far (acknowledgements are cumulative: the newest suffices).
   void WaitDeferred() {
