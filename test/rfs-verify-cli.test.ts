@@ -56,7 +56,7 @@ test('ha verify: a daemon that cannot be reached is an error (exit 1), not a pas
 test('formatVerify / formatReplication', (t) => {
   t.is(formatVerify([]), '');
   const lines = formatReplication([
-    { dir: '/srv/a', role: 'primary', state: 'attached', progress: { kind: 'full', startedAt: 'x', bytesDone: 50 << 20, bytesTotal: 100 << 20, filesDone: 10, filesTotal: 20, rate: 10 << 20, etaS: 5 } },
+    { dir: '/srv/a', role: 'primary', state: 'attached', progress: { kind: 'full', startedAt: 'x', bytesDone: 50 << 20, bytesTotal: 100 << 20, filesDone: 10, filesTotal: 20, filesKept: 8, rate: 10 << 20, etaS: 5 } },
     { dir: '/srv/b', role: 'secondary' },
   ]);
   t.is(lines[0], '  replication /srv/a: primary attached, first synchronisation 50%: 10/20 entries, 50.0 MiB/100.0 MiB, 10.0 MiB/s, ETA 5 s');

@@ -101,6 +101,9 @@ const cluster = await createCluster({
 cluster.on('state', (e) => print({ ev: 'state', state: e.state, previous: e.previous, ready: e.ready, reason: e.reason }));
 cluster.on('vip:acquired', (e) => print({ ev: 'vip:acquired', ms: e.ms }));
 cluster.on('failover', (e) => print({ ev: 'failover', reason: e.reason }));
+// Reintegration progress, every ~200 ms while a returning secondary catches up (filesKept: what an
+// interruption would not copy again).
+cluster.on('replica:progress', (e) => print({ ev: 'replica:progress', ...e }));
 await cluster.start();
 if (values.prim) await cluster.command('prim');
 const control = values.socket ? await serveControl(cluster, values.socket) : undefined;

@@ -175,6 +175,7 @@ Napi::Value Resync(const Napi::CallbackInfo& info) {
     j.type = "progress";
     j.nums = {{"bytesDone", static_cast<double>(p.bytesDone)}, {"bytesTotal", static_cast<double>(p.bytesTotal)},
               {"filesDone", static_cast<double>(p.entriesDone)}, {"filesTotal", static_cast<double>(p.entriesTotal)},
+              {"filesKept", static_cast<double>(p.entriesKept)},
               {"rate", p.rate}, {"etaS", p.etaS}};
     events->Send(std::move(j));
   };

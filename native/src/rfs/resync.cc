@@ -214,6 +214,7 @@ class Resyncer {
     }
     DirtyStatus st = s_.tracker().ClearEntries(paths, checkpoint_);
     if (!st.ok()) Fail(st.code.c_str(), st.message);
+    else kept_ += paths.size();
   }
   void Progress(bool force) {
     if (!ctl_.onProgress) return;
@@ -225,6 +226,7 @@ class Resyncer {
     p.bytesTotal = std::max(total_bytes_, p.bytesDone);
     p.entriesDone = res_.entries;
     p.entriesTotal = std::max(total_entries_, res_.entries);
+    p.entriesKept = kept_;
     double s = std::chrono::duration<double>(now - t0_).count();
     p.rate = s > 0 ? static_cast<double>(p.bytesDone) / s : 0;
     p.etaS = p.rate > 0 ? static_cast<double>(p.bytesTotal - p.bytesDone) / p.rate : -1;
@@ -258,6 +260,7 @@ class Resyncer {
   uint64_t inflight_ = 0, last_ = 0;
   uint64_t barrier_ = 0;  // a barrier in flight (0: none)
   uint64_t durable_ = 0;  // every seq <= durable_ is applied and synced on the secondary
+  uint64_t kept_ = 0;     // entries cleared from the tracker (durable there): see ResyncProgress
   std::deque<std::pair<std::string, uint64_t>> done_;
   uint64_t total_bytes_ = 0, total_entries_ = 0, deferred0_ = 0;
   Clock::time_point t0_, last_progress_, last_clear_;

@@ -37,6 +37,10 @@ namespace ha::rfs {
 struct ResyncProgress {
   uint64_t bytesDone = 0, bytesTotal = 0;  // bytesTotal is an estimate (grows during a full sync)
   uint64_t entriesDone = 0, entriesTotal = 0;
+  // Entries done whose copy the secondary has made durable (a barrier it applied), forgotten
+  // here: an interrupted resynchronisation that resumes copies them again only if the secondary
+  // reports them changed on its side.
+  uint64_t entriesKept = 0;
   double rate = 0;   // bytes/s since the start
   double etaS = -1;  // -1: unknown
 };

@@ -236,9 +236,9 @@ class RecordingData extends EventEmitter<{ lost: [Error] }> {
   async stopPrimary() { this.calls.push(`${this.name}:stopPrimary`); }
   async startSecondary() { this.calls.push(`${this.name}:startSecondary`); }
   async stopSecondary() { this.calls.push(`${this.name}:stopSecondary`); }
-  async attachSecondary(peer: string, signal: AbortSignal, progress: (p: { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number; rate: number; etaS: number }) => void) {
+  async attachSecondary(peer: string, signal: AbortSignal, progress: (p: { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number; filesKept: number; rate: number; etaS: number }) => void) {
     this.calls.push(`${this.name}:attach(${peer})`);
-    progress({ bytesDone: 0, bytesTotal: 10, filesDone: 0, filesTotal: 1, rate: 0, etaS: 1 });
+    progress({ bytesDone: 0, bytesTotal: 10, filesDone: 0, filesTotal: 1, filesKept: 0, rate: 0, etaS: 1 });
     await new Promise((r) => setTimeout(r, this.attachMs));
     if (signal.aborted) throw new Error('aborted');
     this.calls.push(`${this.name}:attached`);

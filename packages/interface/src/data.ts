@@ -9,6 +9,14 @@ export interface ReintegrationProgress {
   filesDone: number;
   /** Entries to do (an estimate during a full synchronisation). */
   filesTotal: number;
+  /**
+   * Entries done that the secondary has made durable (it synced them for a barrier) and that this
+   * node has forgotten: an interrupted reintegration that resumes copies them again only if the
+   * secondary reports them changed on its side (what it was applying when it died). Lags
+   * `filesDone` by the secondary's sync. (A first synchronisation keeps its progress only at its
+   * end: 0 until then.)
+   */
+  filesKept: number;
   /** Bytes per second since the start. */
   rate: number;
   /** Seconds left at the current rate; -1 when unknown. */

@@ -257,12 +257,12 @@ class Replicator extends EventEmitter<{ lost: [Error]; diverged: [DivergedReport
   }
 
   async attachSecondary(peer: string, signal: AbortSignal, progress: (p: ReintegrationProgress) => void): Promise<void> {
-    const totals = this.#dirs.map(() => ({ bytesDone: 0, bytesTotal: 0, filesDone: 0, filesTotal: 0, rate: 0, etaS: 0 }));
+    const totals: ReintegrationProgress[] = this.#dirs.map(() => ({ bytesDone: 0, bytesTotal: 0, filesDone: 0, filesTotal: 0, filesKept: 0, rate: 0, etaS: 0 }));
     const report = () => {
       const sum = totals.reduce((a, t) => ({
         bytesDone: a.bytesDone + t.bytesDone, bytesTotal: a.bytesTotal + t.bytesTotal, filesDone: a.filesDone + t.filesDone,
-        filesTotal: a.filesTotal + t.filesTotal, rate: a.rate + t.rate, etaS: Math.max(a.etaS, t.etaS),
-      }), { bytesDone: 0, bytesTotal: 0, filesDone: 0, filesTotal: 0, rate: 0, etaS: 0 });
+        filesTotal: a.filesTotal + t.filesTotal, filesKept: a.filesKept + t.filesKept, rate: a.rate + t.rate, etaS: Math.max(a.etaS, t.etaS),
+      }), { bytesDone: 0, bytesTotal: 0, filesDone: 0, filesTotal: 0, filesKept: 0, rate: 0, etaS: 0 });
       progress(sum);
     };
     for (const d of this.#dirs) {
