@@ -78,7 +78,7 @@ test.serial('[lab] secondary SIGKILLed during replication, then during its reint
   const bulk = join(fp.copies[second]!, 'bulk');
   // Killed once the primary reports entries kept: copied, applied AND synced there (a barrier
   // after each finished entry; the secondary's sync may lag its copy by a second under load), so
-  // forgotten here. Entries go in path order: the bulk directory, then its files.
+  // forgotten here (the assertion below checks that the resumed total shrank by at least two files).
   const evBefore = pair.procs[prim]!.events.length;
   const kept = () => Math.max(0, ...pair.procs[prim]!.events.slice(evBefore).filter((e) => e.ev === 'replica:progress').map((e) => Number(e.filesKept ?? 0)));
   await waitFor('the reintegration to have kept a few files', () => kept() >= 6, 60_000, 5);
