@@ -22,7 +22,8 @@
  *  - lost_acked_writes(_fsyncmode): records whose fdatasync returned on the primary but missing on
  *    the copy after the receiver closed (draining what it acknowledged, as on a takeover);
  *  - where a replicated 1 MiB write's time goes, each part measured alone: repl_rtt_1mib_us (a
- *    1 MiB write record sealed, sent, opened and acknowledged: no FUSE, no disk), local_dio_1mib_us
+ *    1 MiB write record sealed, sent, opened and acknowledged: no FUSE, no disk; its bytes copied
+ *    once into the record, where the interceptor lends them), local_dio_1mib_us
  *    (a 1 MiB O_DIRECT append, one at a time, into the plain directory), raw_1mib_us (one 1 MiB
  *    write of the fastest raw round). In the default mode a write costs the FUSE round trip plus
  *    the longer of the first two.

@@ -9,7 +9,7 @@ import { EventEmitter } from 'eventemitter3';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createCluster, type Cluster, type ClusterInit, type MirrorInit, type MirrorState } from '../src/index.js';
+import { createCluster, type Cluster, type ClusterInit, type MirrorInit, type MirrorState, type ReintegrationProgress } from '../src/index.js';
 
 const KEY = 'loopback-test-key-0123456789';
 
@@ -236,7 +236,7 @@ class RecordingData extends EventEmitter<{ lost: [Error] }> {
   async stopPrimary() { this.calls.push(`${this.name}:stopPrimary`); }
   async startSecondary() { this.calls.push(`${this.name}:startSecondary`); }
   async stopSecondary() { this.calls.push(`${this.name}:stopSecondary`); }
-  async attachSecondary(peer: string, signal: AbortSignal, progress: (p: { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number; filesKept: number; rate: number; etaS: number }) => void) {
+  async attachSecondary(peer: string, signal: AbortSignal, progress: (p: ReintegrationProgress) => void) {
     this.calls.push(`${this.name}:attach(${peer})`);
     progress({ bytesDone: 0, bytesTotal: 10, filesDone: 0, filesTotal: 1, filesKept: 0, rate: 0, etaS: 1 });
     await new Promise((r) => setTimeout(r, this.attachMs));
