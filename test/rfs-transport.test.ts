@@ -10,7 +10,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createCipheriv, createHmac, hkdfSync, randomBytes, createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { labTest } from './lab/ava.js';
-import { startReceiver, connectSender, nativeAvailable, nativeUnavailableReason, RFS_OPS } from '@ha/native';
+import { startReceiver, connectSender, nativeAvailable, nativeUnavailableReason, RFS_OPS, aesGcmImplementation } from '@ha/native';
 import type { RfsRecord, RfsReceiver, RfsSender, RfsAckMode } from '@ha/native';
 
 const KEY = 'rfs-transport-test-cluster-key-0123456789';
@@ -356,21 +356,21 @@ for (const [name, records] of [
 }
 
 const RECEIVER_SCRIPT = `
-import { startReceiver } from ${JSON.stringify(join(ROOT, 'native/src/index.ts'))};
+import { startReceiver, aesGcmImplementation } from ${JSON.stringify(join(ROOT, 'native/src/index.ts'))};
 const rcv = startReceiver({ dir: process.argv[1], key: process.argv[2], mode: 'written' });
-process.stdout.write(String(rcv.port) + '\\n');
+process.stdout.write(String(rcv.port) + '\\n' + aesGcmImplementation() + '\\n');
 setInterval(() => {}, 1000);
 `;
 
-function spawnReceiver(t: ExecutionContext, dir: string): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, ['--conditions=development', '--import', 'tsx', '--input-type=module', '-e', RECEIVER_SCRIPT, dir, KEY], { stdio: ['ignore', 'pipe', 'inherit'], cwd: ROOT });
+function spawnReceiver(t: ExecutionContext, dir: string, env: NodeJS.ProcessEnv = process.env): Promise<{ child: ChildProcess; port: number; aes: string }> {
+  const child = spawn(process.execPath, ['--conditions=development', '--import', 'tsx', '--input-type=module', '-e', RECEIVER_SCRIPT, dir, KEY], { stdio: ['ignore', 'pipe', 'inherit'], cwd: ROOT, env });
   t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); });
   return new Promise((res, rej) => {
     let out = '';
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
-      const m = /^(\d+)\n/.exec(out);
-      if (m) res({ child, port: Number(m[1]) });
+      const m = /^(\d+)\n(.+)\n/.exec(out);
+      if (m) res({ child, port: Number(m[1]), aes: m[2]! });
     });
     child.once('exit', (code) => rej(new Error(`receiver exited (${code})`)));
   });
@@ -384,6 +384,61 @@ async function stopProcess(child: ChildProcess): Promise<void> {
     return st.slice(st.lastIndexOf(')') + 2, st.lastIndexOf(')') + 3) === 'T';
   }));
 }
+
+// The two AES-256-GCM implementations (intel-ipsec-mb where the CPU has VAES, OpenSSL elsewhere)
+// must produce the same frames: nodes of one cluster may run on different CPUs. Records of every
+// awkward size (partial 16-byte blocks, a 4 MiB record split into frames) cross in both directions.
+const cpuHasVaes = (() => { try { const f = readFileSync('/proc/cpuinfo', 'utf8'); return ['vaes', 'vpclmulqdq', 'avx512f'].every((x) => new RegExp(`\\b${x}\\b`).test(f)); } catch { return false; } })();
+function oddSizes(): RfsRecord[] {
+  const out: RfsRecord[] = [{ op: 'create', path: 'odd', mode: 0o644 }];
+  let off = 0;
+  for (const [i, n] of [1, 15, 16, 17, 31, 4095, 4097, 65_537, (1 << 20) + 3, 4 << 20, 777].entries()) {
+    out.push({ op: 'write', path: 'odd', offset: off, data: bytes(n, i + 11) });
+    off += n + (i % 3) * 1000;
+  }
+  out.push({ op: 'write', path: 'odd', offset: 100, data: bytes(9, 5) }, { op: 'utimens', path: 'odd', atime: [1_600_000_000, 0], mtime: [1_600_000_999, 0] }, { op: 'fsync', path: 'odd', flags: 0 });
+  return out;
+}
+ntest('AES-GCM: intel-ipsec-mb and OpenSSL peers understand each other, both ways', async (t) => {
+  const mine = aesGcmImplementation();
+  t.log(`this process: ${mine}; CPU with VAES+VPCLMULQDQ+AVX-512: ${cpuHasVaes}`);
+  // CI installs libipsec-mb-dev (.ci/run, scripts/install-deps.sh): where the CPU has the
+  // instructions the fast implementation must really be the one in use.
+  if (process.env.CI && cpuHasVaes) t.is(mine, 'intel-ipsec-mb (avx512)');
+  const ref = tmp(t, 'ref');
+  for (const r of oddSizes()) applyRef(ref, r);
+  // 1. this process seals with its default; the receiver child is forced to OpenSSL.
+  {
+    const dir = tmp(t, 'sec-openssl');
+    const { port, aes } = await spawnReceiver(t, dir, { ...process.env, HA_RFS_AES: 'openssl' });
+    t.is(aes, 'openssl');
+    const snd = await connectSender({ host: '127.0.0.1', port, key: KEY, mode: 'written' });
+    t.teardown(() => snd.close());
+    const seqs = oddSizes().map((r) => snd.submitForTest(r));
+    t.true(await snd.waitAcked(seqs.at(-1)!), `acknowledged by the OpenSSL receiver (${snd.stats().lostReason ?? 'ok'})`);
+    t.deepEqual(tree(dir), tree(ref));
+  }
+  // 2. the other way: this process forced to OpenSSL while its sender connects, the receiver child
+  //    with its default.
+  {
+    const dir = tmp(t, 'sec-default');
+    const { port, aes } = await spawnReceiver(t, dir);
+    t.is(aes, mine);
+    const before = process.env.HA_RFS_AES;
+    process.env.HA_RFS_AES = 'openssl';
+    let snd;
+    try {
+      t.is(aesGcmImplementation(), 'openssl');
+      snd = await connectSender({ host: '127.0.0.1', port, key: KEY, mode: 'written' });
+    } finally {
+      if (before === undefined) delete process.env.HA_RFS_AES; else process.env.HA_RFS_AES = before;
+    }
+    t.teardown(() => snd.close());
+    const seqs = oddSizes().map((r) => snd.submitForTest(r));
+    t.true(await snd.waitAcked(seqs.at(-1)!), `acknowledged by the receiver (${snd.stats().lostReason ?? 'ok'})`);
+    t.deepEqual(tree(dir), tree(ref));
+  }
+});
 
 ntest('receiver killed mid-stream: lost, waitAcked false, takeUnacked lists exactly the unacknowledged records', async (t) => {
   const dir = tmp(t, 'sec');

@@ -137,6 +137,7 @@ interface RfsTransportBinding {
   rfsSenderStats(h: NativeHandle): RfsSenderStats;
   rfsSenderTakeUnacked(h: NativeHandle): Array<Omit<RfsUnackedRecord, 'op'> & { op: number }>;
   rfsSenderClose(h: NativeHandle): void;
+  rfsCipherImplementation(): string;
 }
 
 const OP_NAMES = new Map<number, RfsOpName>(Object.entries(RFS_OPS).map(([k, v]) => [v, k as RfsOpName]));
@@ -227,6 +228,18 @@ export class RfsReceiver extends EventEmitter<RfsReceiverEvents> {
     this.#closed = true;
     this.#b.rfsReceiverClose(this.#h, opts.drain === true);
   }
+}
+
+/**
+ * Which AES-256-GCM code seals and opens replication frames in this process:
+ * `'intel-ipsec-mb (avx512)'` where the addon was built with Intel's intel-ipsec-mb (Debian:
+ * `libipsec-mb-dev`, linked statically) and the CPU has VAES and VPCLMULQDQ (about 2.5 times
+ * OpenSSL 3.0's speed), else `'openssl'`. Both produce the same frames, so the two nodes may differ.
+ * `HA_RFS_AES=openssl` in the environment forces OpenSSL (read when a link is established).
+ * @public
+ */
+export function aesGcmImplementation(): string {
+  return binding<RfsTransportBinding>().rfsCipherImplementation();
 }
 
 /**

@@ -359,7 +359,12 @@ Napi::Value SenderClose(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value CipherImplementationJs(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), ha::rfs::CipherImplementation());
+}
+
 void InitTransport(Napi::Env env, Napi::Object exports) {
+  exports.Set("rfsCipherImplementation", Napi::Function::New(env, CipherImplementationJs));
   exports.Set("rfsReceiverStart", Napi::Function::New(env, ReceiverStart));
   exports.Set("rfsReceiverPort", Napi::Function::New(env, ReceiverPort));
   exports.Set("rfsReceiverStats", Napi::Function::New(env, ReceiverStatsJs));
