@@ -10,8 +10,8 @@
  *    (dd conv=fsync), into a plain directory and into the replicated one (durability 'write', the
  *    default: every write() waits for the secondary); *_fsyncmode: the same with durability
  *    'fsync' (kernel writeback cache; the secondary has the data at fsync/O_SYNC/close points);
- *    seq_ratio_vs_fastest_raw: the replicated median against the fastest raw round (the raw
- *    rounds are bimodal on this VM; the median ratio alone can flatter);
+ *    seq_ratio_vs_fastest_raw: the replicated median against the fastest raw round; each
+ *    measured round follows an unmeasured warm-up round of its kind (see WARM below);
  *  - seq_node_raw_MBps / seq_node_repl_MBps / seq_node_ratio: the same written by a Node process
  *    (writeSync of a 1 MiB Buffer, which is not page-aligned: each write reaches the interceptor
  *    as two requests split at a page boundary), durability 'write';
@@ -21,6 +21,8 @@
  *    -a --inplace` of the same change between the same two directories;
  *  - lost_acked_writes(_fsyncmode): records whose fdatasync returned on the primary but missing on
  *    the copy after the receiver closed (draining what it acknowledged, as on a takeover);
+ *  - aes_gcm: the AES-256-GCM code sealing the frames (intel-ipsec-mb where the CPU has VAES, else
+ *    OpenSSL: see aesGcmImplementation);
  *  - where a replicated 1 MiB write's time goes, each part measured alone: repl_rtt_1mib_us (a
  *    1 MiB write record sealed, sent, opened and acknowledged: no FUSE, no disk; its bytes copied
  *    once into the record, where the interceptor lends them), local_dio_1mib_us
@@ -34,7 +36,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connectSender, mountInterceptor, openReplicatedDir, startReceiver } from '@ha/native';
+import { aesGcmImplementation, connectSender, mountInterceptor, openReplicatedDir, startReceiver } from '@ha/native';
 
 const quick = process.argv.includes('--quick');
 const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
@@ -55,6 +57,26 @@ const cleanup: Array<() => void | Promise<void>> = [() => { spawnSync('umount', 
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+}
+
+/*
+ * WARM: every measured sequential round (raw or replicated) runs right after an unmeasured round
+ * of the same kind and size. This VM hands freed memory back to its host within seconds, and a
+ * buffered writer then faults fresh pages back in: a raw round run cold gets 480-640 MB/s, the
+ * same round right after another one freed its page cache 1.4-1.5 GB/s, every time (measured with
+ * a 4 s pause before each pair). A machine without that behaviour is always in the warm state, so
+ * both sides are measured warm, and the ratio holds from run to run instead of swinging with
+ * which raw rounds happened to be cold.
+ */
+
+/** Until the secondary has applied everything sent (a warm-up round's tail is not the next round's load). */
+async function settled(sender: { stats(): { submitted: number; applied: number } }): Promise<void> {
+  const end = Date.now() + 10_000;
+  while (Date.now() < end) {
+    const st = sender.stats();
+    if (st.applied >= st.submitted) return;
+    await new Promise((res) => setTimeout(res, 20));
+  }
 }
 
 /** dd 1 MiB blocks + final fsync; MB/s. */
@@ -99,7 +121,7 @@ async function replicated(primaryDir: string, copyDir: string, writeback = false
   };
 }
 
-const res: Record<string, number | boolean | string> = { quick, ack_mode: 'received' };
+const res: Record<string, number | boolean | string> = { quick, ack_mode: 'received', aes_gcm: aesGcmImplementation() };
 try {
   // --- sequential and fsync: plain vs replicated, in both durability modes ---
   // 'write' (default): every write() waits for the secondary; 'fsync': kernel writeback cache,
@@ -114,7 +136,11 @@ try {
     const r = await replicated(prim, copy, durability === 'fsync');
     cleanup.unshift(() => r.close());
     for (let i = 0; i < (quick ? 2 : 3); i++) {
+      // Each measured round right after an unmeasured one of the same kind (see WARM above).
+      ddMBps(join(plain, `warm${i}`), SEQ_MIB);
       seqRaw.push(ddMBps(join(plain, `seq${i}`), SEQ_MIB));
+      ddMBps(join(prim, `warm${i}`), SEQ_MIB);
+      await settled(r.sender);
       seqRepl.push(ddMBps(join(prim, `seq${i}`), SEQ_MIB));
       log(`seq round ${i + 1} (durability ${durability}): raw ${seqRaw.at(-1)!.toFixed(0)} MB/s, replicated ${seqRepl.at(-1)!.toFixed(0)} MB/s`);
     }
@@ -122,7 +148,10 @@ try {
       const nodeRaw: number[] = [];
       const nodeRepl: number[] = [];
       for (let i = 0; i < (quick ? 1 : 2); i++) {
+        nodeMBps(join(plain, `nodewarm${i}`), SEQ_MIB);
         nodeRaw.push(nodeMBps(join(plain, `node${i}`), SEQ_MIB));
+        nodeMBps(join(prim, `nodewarm${i}`), SEQ_MIB);
+        await settled(r.sender);
         nodeRepl.push(nodeMBps(join(prim, `node${i}`), SEQ_MIB));
         log(`node writes round ${i + 1}: raw ${nodeRaw.at(-1)!.toFixed(0)} MB/s, replicated ${nodeRepl.at(-1)!.toFixed(0)} MB/s`);
       }
@@ -151,9 +180,8 @@ try {
   res.seq_raw_MBps = Math.round(pct(seqRaw, 50));
   res.seq_ratio = Math.round(((res.seq_repl_MBps as number) / (res.seq_raw_MBps as number)) * 100) / 100;
   res.seq_ratio_fsyncmode = Math.round(((res.seq_repl_fsyncmode_MBps as number) / (res.seq_raw_MBps as number)) * 100) / 100;
-  // The raw rounds are bimodal on a VM that hands freed memory back to its host (a slow round
-  // faults a gigabyte of page cache back in): the ratio against the fastest raw round says what
-  // the median may hide.
+  // Warm rounds make the raw ones steady (see WARM); the ratio against the fastest raw round
+  // still says what the median would hide if one were cold.
   res.seq_raw_fastest_MBps = Math.round(Math.max(...seqRaw));
   res.seq_ratio_vs_fastest_raw = Math.round(((res.seq_repl_MBps as number) / (res.seq_raw_fastest_MBps as number)) * 100) / 100;
   res.fsync4k_raw_p50_us = Math.round(pct(raw4k, 50));
