@@ -135,24 +135,27 @@ try {
     const seqRepl: number[] = [];
     const r = await replicated(prim, copy, durability === 'fsync');
     cleanup.unshift(() => r.close());
-    for (let i = 0; i < (quick ? 2 : 3); i++) {
-      // Each measured round right after an unmeasured one of the same kind (see WARM above).
-      ddMBps(join(plain, `warm${i}`), SEQ_MIB);
-      seqRaw.push(ddMBps(join(plain, `seq${i}`), SEQ_MIB));
-      ddMBps(join(prim, `warm${i}`), SEQ_MIB);
+    // A raw and a replicated round, each right after an unmeasured one of the same kind (WARM).
+    const warmPair = async (measure: (file: string, mib: number) => number, tag: string): Promise<[number, number]> => {
+      measure(join(plain, `${tag}-warm`), SEQ_MIB);
+      const raw = measure(join(plain, tag), SEQ_MIB);
+      measure(join(prim, `${tag}-warm`), SEQ_MIB);
       await settled(r.sender);
-      seqRepl.push(ddMBps(join(prim, `seq${i}`), SEQ_MIB));
+      return [raw, measure(join(prim, tag), SEQ_MIB)];
+    };
+    for (let i = 0; i < (quick ? 2 : 3); i++) {
+      const [raw, repl] = await warmPair(ddMBps, `seq${i}`);
+      seqRaw.push(raw);
+      seqRepl.push(repl);
       log(`seq round ${i + 1} (durability ${durability}): raw ${seqRaw.at(-1)!.toFixed(0)} MB/s, replicated ${seqRepl.at(-1)!.toFixed(0)} MB/s`);
     }
     if (durability === 'write') {
       const nodeRaw: number[] = [];
       const nodeRepl: number[] = [];
       for (let i = 0; i < (quick ? 1 : 2); i++) {
-        nodeMBps(join(plain, `nodewarm${i}`), SEQ_MIB);
-        nodeRaw.push(nodeMBps(join(plain, `node${i}`), SEQ_MIB));
-        nodeMBps(join(prim, `nodewarm${i}`), SEQ_MIB);
-        await settled(r.sender);
-        nodeRepl.push(nodeMBps(join(prim, `node${i}`), SEQ_MIB));
+        const [raw, repl] = await warmPair(nodeMBps, `node${i}`);
+        nodeRaw.push(raw);
+        nodeRepl.push(repl);
         log(`node writes round ${i + 1}: raw ${nodeRaw.at(-1)!.toFixed(0)} MB/s, replicated ${nodeRepl.at(-1)!.toFixed(0)} MB/s`);
       }
       res.seq_node_raw_MBps = Math.round(pct(nodeRaw, 50));
