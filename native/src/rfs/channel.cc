@@ -51,9 +51,6 @@ bool ForcedOpenSsl() {
 }  // namespace
 #else
 struct FrameCipher::Imb {};
-namespace {
-bool ForcedOpenSsl() { return true; }
-}  // namespace
 #endif
 
 const char* CipherImplementation() {
