@@ -77,6 +77,8 @@ async function settled(sender: { stats(): { submitted: number; applied: number }
     if (st.applied >= st.submitted) return;
     await new Promise((res) => setTimeout(res, 20));
   }
+  const st = sender.stats();
+  log(`warning: the secondary had not applied the warm-up round after 10 s (applied ${st.applied} of ${st.submitted}): the next round is measured with that load`);
 }
 
 /** dd 1 MiB blocks + final fsync; MB/s. */

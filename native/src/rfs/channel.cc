@@ -25,6 +25,7 @@ namespace ha::rfs {
 struct FrameCipher::Imb {
   gcm_key_data key;        // expanded key + GHASH tables (64-byte aligned by its declaration)
   gcm_context_data ctx;    // running state of the frame being sealed or opened
+  IMB_MGR* mgr;            // the process's manager (ImbManager), its function pointers
 };
 
 namespace {
@@ -73,6 +74,7 @@ bool FrameCipher::Init(const uint8_t key[32], bool encrypt) {
   if (!ForcedOpenSsl()) {
     if (IMB_MGR* m = ImbManager()) {
       imb_ = new Imb();
+      imb_->mgr = m;
       IMB_AES256_GCM_PRE(m, key, &imb_->key);
       return true;
     }
@@ -101,7 +103,7 @@ uint8_t* FrameCipher::Begin(uint8_t* out, size_t plainLen) {
   Nonce(iv);
 #ifdef HA_HAVE_IPSEC_MB
   if (imb_) {
-    IMB_AES256_GCM_INIT(ImbManager(), &imb_->key, &imb_->ctx, iv, out, 4);  // AAD: the length prefix
+    IMB_AES256_GCM_INIT(imb_->mgr, &imb_->key, &imb_->ctx, iv, out, 4);  // AAD: the length prefix
     return out + 4;
   }
 #endif
@@ -114,7 +116,7 @@ uint8_t* FrameCipher::Begin(uint8_t* out, size_t plainLen) {
 uint8_t* FrameCipher::Update(uint8_t* out, const void* p, size_t n) {
 #ifdef HA_HAVE_IPSEC_MB
   if (imb_) {
-    if (n) IMB_AES256_GCM_ENC_UPDATE(ImbManager(), &imb_->key, &imb_->ctx, out, static_cast<const uint8_t*>(p), n);
+    if (n) IMB_AES256_GCM_ENC_UPDATE(imb_->mgr, &imb_->key, &imb_->ctx, out, static_cast<const uint8_t*>(p), n);
     return out + n;
   }
 #endif
@@ -132,7 +134,7 @@ uint8_t* FrameCipher::Update(uint8_t* out, const void* p, size_t n) {
 uint8_t* FrameCipher::Finish(uint8_t* out) {
 #ifdef HA_HAVE_IPSEC_MB
   if (imb_) {
-    IMB_AES256_GCM_ENC_FINALIZE(ImbManager(), &imb_->key, &imb_->ctx, out, 16);
+    IMB_AES256_GCM_ENC_FINALIZE(imb_->mgr, &imb_->key, &imb_->ctx, out, 16);
     counter_++;
     return out + 16;
   }
@@ -150,7 +152,7 @@ bool FrameCipher::BeginOpen(const uint8_t prefix[4]) {
   Nonce(iv);
 #ifdef HA_HAVE_IPSEC_MB
   if (imb_) {
-    IMB_AES256_GCM_INIT(ImbManager(), &imb_->key, &imb_->ctx, iv, prefix, 4);
+    IMB_AES256_GCM_INIT(imb_->mgr, &imb_->key, &imb_->ctx, iv, prefix, 4);
     return true;
   }
 #endif
@@ -162,7 +164,7 @@ bool FrameCipher::BeginOpen(const uint8_t prefix[4]) {
 bool FrameCipher::Decrypt(const uint8_t* src, size_t n, uint8_t* dst) {
 #ifdef HA_HAVE_IPSEC_MB
   if (imb_) {
-    if (n) IMB_AES256_GCM_DEC_UPDATE(ImbManager(), &imb_->key, &imb_->ctx, dst, src, n);
+    if (n) IMB_AES256_GCM_DEC_UPDATE(imb_->mgr, &imb_->key, &imb_->ctx, dst, src, n);
     return true;
   }
 #endif
@@ -179,7 +181,7 @@ bool FrameCipher::FinishOpen(const uint8_t tag[16]) {
 #ifdef HA_HAVE_IPSEC_MB
   if (imb_) {
     uint8_t computed[16];
-    IMB_AES256_GCM_DEC_FINALIZE(ImbManager(), &imb_->key, &imb_->ctx, computed, 16);
+    IMB_AES256_GCM_DEC_FINALIZE(imb_->mgr, &imb_->key, &imb_->ctx, computed, 16);
     bool ok = CRYPTO_memcmp(computed, tag, 16) == 0;
     if (ok) counter_++;
     return ok;
