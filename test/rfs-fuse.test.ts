@@ -412,6 +412,60 @@ test('[lab] 1 MiB writes from Node Buffers (not page-aligned) arrive split at a 
   t.true(readFileSync(join(env.dir, 'node')).equals(want), 'so does the mount');
 });
 
+/**
+ * The count of cache flushes sent to the disk that holds `path` (field 16 of its block device's
+ * stat), or undefined when that disk has no volatile write cache or cannot be found.
+ */
+function flushCounter(path: string): (() => number) | undefined {
+  const dev = statSync(path).dev;
+  const sys = `/sys/dev/block/${Math.floor(dev / 256) & 0xfff}:${(dev & 0xff) | ((dev >> 12) & 0xfff00)}`;
+  const cache = [`${sys}/queue/write_cache`, `${sys}/../queue/write_cache`].find((f) => existsSync(f));
+  if (!cache || !existsSync(`${sys}/stat`) || !readFileSync(cache, 'utf8').includes('write back')) return undefined;
+  return () => Number(readFileSync(`${sys}/stat`, 'utf8').trim().split(/\s+/)[15] ?? NaN);
+}
+
+test('[lab] synchronous writes (O_DSYNC / O_SYNC handles, RWF_DSYNC on one call) keep the O_DIRECT path and land whole', async (t) => {
+  // The O_DIRECT twin of a write-only handle has no O_DSYNC of its own: such writes are made with
+  // pwritev2(RWF_DSYNC / RWF_SYNC). Seen from outside: on a disk with a volatile write cache, each
+  // synchronous write makes the kernel send the disk a cache flush (counted in the block device's
+  // stat), which a bare O_DIRECT write does not.
+  const env = await setup(t);
+  const flushes = flushCounter(env.under);
+  if (!flushes) t.log('the block device under the test directory has no volatile write cache (or none was found): flushes not counted');
+  const icpt = await mountInterceptor({ dir: env.dir, sink: 'test' });
+  track(t, icpt);
+  const src = join(env.base, 'src');
+  const want = Buffer.alloc(4 * MIB);
+  for (let i = 0; i < want.length; i += 4) want.writeUInt32LE((i * 2654435761) >>> 0, i);
+  writeFileSync(src, want);
+  for (const flag of ['dsync', 'sync']) {
+    const before = icpt.stats().directWrites;
+    const f0 = flushes?.();
+    await run('dd', [`if=${src}`, `of=${join(env.dir, flag)}`, 'bs=1M', `oflag=${flag}`, 'status=none']);
+    if (flushes) t.true(flushes() - f0! >= 4, `oflag=${flag}: a disk cache flush per write (${flushes() - f0!})`);
+    t.true(icpt.stats().directWrites - before >= 4, `oflag=${flag}: the 1 MiB writes went O_DIRECT`);
+    t.true(readFileSync(join(env.under, flag)).equals(want), `oflag=${flag}: the real file holds every byte`);
+  }
+  // RWF_DSYNC on a single call of a plain write-only handle, from a page-aligned (mmap) buffer.
+  const before = icpt.stats().directWrites;
+  const f1 = flushes?.();
+  await py(`
+import mmap, os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o644)
+src = open(sys.argv[2], 'rb').read()
+m = mmap.mmap(-1, len(src)); m.write(src)
+for off in range(0, len(src), 1 << 20):
+    assert os.pwritev(fd, [memoryview(m)[off:off + (1 << 20)]], off, os.RWF_DSYNC) == 1 << 20
+os.close(fd)
+`, join(env.dir, 'rwf'), src);
+  if (flushes) t.true(flushes() - f1! >= 4, `RWF_DSYNC: a disk cache flush per write (${flushes() - f1!})`);
+  t.true(icpt.stats().directWrites - before >= 4, 'RWF_DSYNC: the 1 MiB writes went O_DIRECT');
+  t.true(readFileSync(join(env.under, 'rwf')).equals(want), 'RWF_DSYNC: the real file holds every byte');
+  const writes = icpt.testSink!.takeRecords().filter((r) => r.op === 'write');
+  t.is(writes.reduce((n, r) => n + (r.dataLength ?? 0), 0), 3 * want.length, 'every byte was recorded once');
+  t.is(icpt.stats().errors, 0);
+});
+
 test('[lab] inode fd cache: a tree larger than maxInodeFds works through the mount (fds closed and reopened), changes recorded with the right paths', async (t) => {
   const env = await setup(t);
   // Made before the mount: 40 directories x 50 files.

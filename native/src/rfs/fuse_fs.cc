@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -1128,6 +1129,21 @@ const uint8_t* AlignedCopy(const char* data, size_t size) {
   return static_cast<const uint8_t*>(b.p);
 }
 
+// A write the application asked to be synchronous (an O_SYNC/O_DSYNC handle, or RWF_SYNC/RWF_DSYNC
+// on this call: the kernel passes them in the request's flags) is made locally with the same
+// durability, also through the handle's O_DIRECT twin fd, which has no O_DSYNC of its own (an
+// O_DIRECT write alone leaves the data in the disk's cache and a new file size unsynced).
+int SyncWriteFlags(int flags) {
+  if ((flags & O_SYNC) == O_SYNC) return RWF_SYNC;
+  return (flags & O_DSYNC) ? RWF_DSYNC : 0;
+}
+
+ssize_t WriteAt(int fd, const void* p, size_t n, off_t off, int rwf) {
+  if (!rwf) return pwrite(fd, p, n, off);
+  struct iovec iov = {const_cast<void*>(p), n};
+  return pwritev2(fd, &iov, 1, off, rwf);
+}
+
 void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off, struct fuse_file_info* fi) {
   Fs* fs = FsOf(req);
   Inode* in = fs->Get(ino);
@@ -1141,6 +1157,7 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
   uint64_t seq = 0;
   ssize_t n;
   int err = 0;
+  const int rwf = SyncWriteFlags(fi->flags);
   // A large aligned write of a write-only handle: O_DIRECT, straight from the request buffer
   // (our workers put write data on a page boundary), or else from an aligned copy (a copy in this
   // thread's warm buffer costs far less than the page cache's fresh pages).
@@ -1177,21 +1194,21 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
       const int fh = static_cast<int>(fi->fh);
       int e = 0;
       if (dfd >= 0) {
-        n = pwrite(dfd, aligned, head, off);
+        n = WriteAt(dfd, aligned, head, off, rwf);
         if (n < 0) {
           e = errno;
         } else if (n == static_cast<ssize_t>(head) && head < size) {
-          ssize_t t = pwrite(fh, data + head, size - head, off + static_cast<off_t>(head));
+          ssize_t t = WriteAt(fh, data + head, size - head, off + static_cast<off_t>(head), rwf);
           if (t > 0) n += t;  // else short (Reconcile below): the application hears of the error on its retry
         }
       } else {
-        n = pwrite(fh, data, size, off);
+        n = WriteAt(fh, data, size, off, rwf);
         e = n < 0 ? errno : 0;
       }
       fs->ReleaseLent(seq);
       if (dfd >= 0 && n < 0 && e == EINVAL) {  // not for O_DIRECT after all: buffered
         dfd = -1;
-        n = pwrite(static_cast<int>(fi->fh), data, size, off);
+        n = WriteAt(static_cast<int>(fi->fh), data, size, off, rwf);
         e = n < 0 ? errno : 0;
       }
       if (dfd >= 0 && n >= 0) fs->direct_writes_.fetch_add(1, std::memory_order_relaxed);
@@ -1201,7 +1218,7 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
       // A small write (or one of a file that is no longer reachable: nothing to replicate):
       // buffered, then its record.
       dfd = -1;
-      n = pwrite(static_cast<int>(fi->fh), data, size, off);
+      n = WriteAt(static_cast<int>(fi->fh), data, size, off, rwf);
       if (n < 0) {
         err = errno;
       } else if (n > 0) {
@@ -1229,7 +1246,7 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
   const bool inval = (fi->fh & kDirectFh) && n > 0 && in->cached_opens.load(std::memory_order_relaxed) > 0;
   // A buffered write to a file that gets fsynced: start writing it to the disk now, while the
   // secondary's acknowledgement travels, so that the fsync that likely follows finds it on its way.
-  if (n > 0 && dfd < 0 && in->synced.load(std::memory_order_relaxed))
+  if (n > 0 && dfd < 0 && rwf == 0 && in->synced.load(std::memory_order_relaxed))
     sync_file_range(static_cast<int>(fi->fh), off, n, SYNC_FILE_RANGE_WRITE);
   if (fs->writeback_) fs->Defer(seq, static_cast<size_t>(n));
   else fs->Wait(seq);
