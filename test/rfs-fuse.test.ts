@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ExecutionContext } from 'ava';
 import { labTest } from './lab/ava.js';
+import { flushCounter } from './lab/disk.js';
 import {
   createTestSink, fnv1a64, mountInterceptor, readOnlyBind, staleMountCleanup, undoReadOnlyBind,
   type Interceptor, type TestSinkRecord,
@@ -411,18 +412,6 @@ test('[lab] 1 MiB writes from Node Buffers (not page-aligned) arrive split at a 
   t.true(readFileSync(join(env.under, 'node')).equals(want), 'the real file holds every byte');
   t.true(readFileSync(join(env.dir, 'node')).equals(want), 'so does the mount');
 });
-
-/**
- * The count of cache flushes sent to the disk that holds `path` (field 16 of its block device's
- * stat), or undefined when that disk has no volatile write cache or cannot be found.
- */
-function flushCounter(path: string): (() => number) | undefined {
-  const dev = statSync(path).dev;
-  const sys = `/sys/dev/block/${Math.floor(dev / 256) & 0xfff}:${(dev & 0xff) | ((dev >> 12) & 0xfff00)}`;
-  const cache = [`${sys}/queue/write_cache`, `${sys}/../queue/write_cache`].find((f) => existsSync(f));
-  if (!cache || !existsSync(`${sys}/stat`) || !readFileSync(cache, 'utf8').includes('write back')) return undefined;
-  return () => Number(readFileSync(`${sys}/stat`, 'utf8').trim().split(/\s+/)[15] ?? NaN);
-}
 
 test('[lab] synchronous writes (O_DSYNC / O_SYNC handles, RWF_DSYNC on one call) keep the O_DIRECT path and land whole', async (t) => {
   // The O_DIRECT twin of a write-only handle has no O_DSYNC of its own: such writes are made with

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { labTest } from './lab/ava.js';
+import { flushCounter } from './lab/disk.js';
 import {
   connectSender, mountInterceptor, nativeAvailable, nativeUnavailableReason, openReplicatedDir, startReceiver,
   InvalidRfsReplArgumentError, type Interceptor, type ReplicatedDir, type RfsReceiver, type RfsSender, type ResyncProgress,
@@ -429,4 +430,24 @@ lserial('[lab] durability \'fsync\' (writeback cache): writes are not acknowledg
   t.true(readFileSync(join(w.sec, 'wb')).equals(want), 'after close: and the 8 MiB written since');
   t.is(w.itc!.stats().notReplicated, 0);
   t.is(w.rd.stats().state, 'synced');
+});
+
+lserial('[lab] a synchronous write (dd oflag=dsync) is durable on the secondary too before it returns (written mode)', async (t) => {
+  const w = await world(t, () => {}, 60_000);  // no barrier (whose syncs flush too) during the writes
+  await connect(w);
+  await w.rd.fullSync();
+  t.is(w.rd.stats().state, 'synced');
+  const want = bytes(4 * MiB, 5);
+  const src = join(w.base, 'src');
+  writeFileSync(src, want);
+  // Both copies are on the same disk here: 4 synchronous writes make at least 4 flushes for the
+  // primary's copy and 4 for the secondary's (its applier writes them with RWF_DSYNC).
+  const flushes = flushCounter(w.sec);
+  if (!flushes) t.log('the block device under the test directory has no volatile write cache (or none was found): flushes not counted');
+  const f0 = flushes?.();
+  await run('dd', [`if=${src}`, `of=${join(w.prim, 'log')}`, 'bs=1M', 'oflag=dsync', 'status=none']);
+  if (flushes) t.log(`disk cache flushes during the 4 writes: ${flushes() - f0!}`);
+  if (flushes) t.true(flushes() - f0! >= 8, `a disk cache flush per write on each side (${flushes() - f0!})`);
+  t.true(readFileSync(join(w.sec, 'log')).equals(want), 'the secondary holds every byte when dd returns');
+  t.true(readFileSync(join(w.prim, 'log')).equals(want));
 });

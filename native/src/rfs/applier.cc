@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <unordered_set>
 #include <vector>
@@ -285,8 +286,11 @@ ApplyResult Applier::ApplyOne(const Record& r) {
       const uint8_t* p = r.data.data();
       size_t n = r.data.size();
       off_t off = static_cast<off_t>(r.offset);
+      // A synchronous write of the application (kWriteSync): durable before it is acknowledged.
+      const int rwf = durable_ && (r.flags & kWriteSync) ? RWF_DSYNC : 0;
       while (n > 0) {
-        ssize_t w = pwrite(fd, p, n, off);
+        struct iovec iov = {const_cast<uint8_t*>(p), n};
+        ssize_t w = rwf ? pwritev2(fd, &iov, 1, off, rwf) : pwrite(fd, p, n, off);
         if (w < 0) { if (errno == EINTR) continue; return Fail(r.path, name); }
         if (w == 0) { errno = ENOSPC; return Fail(r.path, name); }
         p += w; n -= static_cast<size_t>(w); off += w;

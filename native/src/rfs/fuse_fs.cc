@@ -1158,6 +1158,7 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
   ssize_t n;
   int err = 0;
   const int rwf = SyncWriteFlags(fi->flags);
+  if (rwf) r.flags = kWriteSync;  // the secondary makes it durable too (durable mode)
   // A large aligned write of a write-only handle: O_DIRECT, straight from the request buffer
   // (our workers put write data on a page boundary), or else from an aligned copy (a copy in this
   // thread's warm buffer costs far less than the page cache's fresh pages).

@@ -48,6 +48,11 @@ enum class Op : uint8_t {
                     // this record's seq) carrying its manifest (checksum.h); applying it changes nothing
 };
 
+// Write records' flags: the application asked for this write to be synchronous (O_SYNC/O_DSYNC
+// handle, RWF_SYNC/RWF_DSYNC call). A secondary that acknowledges writes as written (durable
+// mode) makes it durable before acknowledging it, as a Fsync record.
+constexpr uint32_t kWriteSync = 1;
+
 struct Timespec {
   int64_t sec = 0;
   int64_t nsec = 0;

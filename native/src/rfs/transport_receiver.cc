@@ -442,7 +442,7 @@ void Receiver::ApplierLoop(Session* s) {
       recordsApplied_++;
       if (r.op == Op::Write) bytesApplied_ += r.data.size();
       auto now = std::chrono::steady_clock::now();
-      if (r.op == Op::Fsync || now - lastAck >= std::chrono::milliseconds(2)) {
+      if (r.op == Op::Fsync || (r.op == Op::Write && (r.flags & kWriteSync)) || now - lastAck >= std::chrono::milliseconds(2)) {
         SendAck(s);
         lastAck = now;
       }

@@ -208,6 +208,7 @@ uint64_t Sender::Enqueue(Record&& r, bool lent) {
       part.op = Op::Write;
       part.path = r.path;
       part.offset = r.offset + off;
+      part.flags = r.flags;
       part.borrowed = r.Bytes() + off;  // still valid: we are inside the caller's Submit (or lent)
       part.borrowed_len = n;
       last = Enqueue(std::move(part), lent);
