@@ -434,7 +434,7 @@ lserial('[lab] durability \'fsync\' (writeback cache): writes are not acknowledg
 
 lserial('[lab] a synchronous write (dd oflag=dsync) is durable on the secondary too before it returns (written mode)', async (t) => {
   const w = await world(t, () => {}, 60_000);  // no barrier (whose syncs flush too) during the writes
-  await connect(w);
+  await connect(w);  // receiver and sender in their default mode, 'written'
   await w.rd.fullSync();
   t.is(w.rd.stats().state, 'synced');
   const want = bytes(4 * MiB, 5);

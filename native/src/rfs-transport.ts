@@ -88,7 +88,7 @@ export interface RfsReceiverInit {
   port?: number;
   /** The shared cluster key (a string is taken as UTF-8; at least 16 bytes). */
   key: string | Uint8Array;
-  /** `written` (default): fsync records are made durable on the secondary before they are acknowledged as applied; `received`: they only order. */
+  /** `written` (default): fsync records, and writes the application made synchronous (`O_SYNC`/`O_DSYNC`, `RWF_DSYNC`), are made durable on the secondary before they are acknowledged as applied; `received`: they only order. */
   mode?: RfsAckMode;
 }
 
