@@ -276,6 +276,30 @@ test.serial('[lab] unmount refuses while a file is open (ERR_RFS_BUSY), lazy unm
   t.is(readFileSync(join(env.dir, 'a'), 'utf8'), 'a');
 });
 
+test.serial('[lab] a session that cannot end in time (a request stuck in the sink): unmount rejects and leaves it running, a second call rejects the same way, a later one resolves once it ends; the writer gets an error, nothing crashes', async (t) => {
+  const env = await setup(t, { w: 'x'.repeat(4096) });
+  // Every acknowledgement takes 11 s: a write stays in the interceptor past the unmount's wait
+  // (timeoutMs, then 5 s after aborting the connection).
+  const sink = createTestSink({ ackDelayUs: 11_000_000 });
+  const icpt = mountInterceptor({ dir: env.dir, sink });
+  track(t, icpt);
+  const dd = spawn('dd', ['if=/dev/zero', `of=${join(env.dir, 'w')}`, 'bs=4k', 'count=1', 'conv=notrunc', 'status=none'], { stdio: 'ignore' });
+  t.teardown(() => { if (dd.exitCode === null && dd.signalCode === null) dd.kill('SIGKILL'); });
+  const ddExit = new Promise<number | null>((r) => dd.once('exit', (code) => r(code)));
+  for (let i = 0; i < 200 && icpt.stats().ops.write === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  t.is(icpt.stats().ops.write, 1, 'the write is in the interceptor, waiting for its acknowledgement');
+  const first = await t.throwsAsync(icpt.unmount({ lazy: true, timeoutMs: 100 }));
+  t.is((first as { code?: string }).code, 'ERR_RFS_UNMOUNT');
+  t.regex(first!.message, /did not end/);
+  t.false(icpt.mounted, 'detached from the directory all the same');
+  const second = await t.throwsAsync(icpt.unmount({ lazy: true, timeoutMs: 0 }));
+  t.is((second as { code?: string }).code, 'ERR_RFS_UNMOUNT');
+  await icpt.unmount({ lazy: true, timeoutMs: 10_000 });
+  t.not(await ddExit, 0, 'the aborted connection failed the write');
+  const fuseOnDir = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.split(' ')[4] === env.dir && l.includes(' fuse.ha '));
+  t.deepEqual(fuseOnDir, [], 'nothing of ours mounted over the directory any more');
+});
+
 const CHILD = (dir: string): string => `
 const m = await import(${JSON.stringify(new URL('../native/src/rfs-fuse.ts', import.meta.url).pathname)});
 m.mountInterceptor({ dir: ${JSON.stringify(dir)}, sink: 'test' });

@@ -17,6 +17,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <list>
@@ -126,10 +127,18 @@ bool SubtreeReaches(int dfd, std::string* sub, size_t room) {
   return found;
 }
 
-class Fs final : public Interceptor {
+class Fs final : public Interceptor, public std::enable_shared_from_this<Fs> {
  public:
   explicit Fs(InterceptorOptions opts, InterceptorEventFn ev) : opts_(std::move(opts)), on_event_(std::move(ev)) {}
-  ~Fs() override { std::string c; Unmount(true, 0, &c); }
+  // Only runs once the session's loop has ended (the loop holds a reference to the Fs), possibly
+  // on the loop's own thread; never throws (a destructor that throws ends the process).
+  ~Fs() override {
+    try {
+      std::string c;
+      Unmount(true, 0, &c);
+    } catch (...) {
+    }
+  }
 
   bool Start(std::string* code, std::string* err);
   std::string Unmount(bool lazy, int timeout_ms, std::string* code) override;
@@ -314,7 +323,12 @@ class Fs final : public Interceptor {
   bool loop_done_ = false;
   std::atomic<bool> mounted_{false};
   std::atomic<bool> unmounting_{false};
+  // The FUSE connection's device (its number under /sys/fs/fuse/connections), from the mount
+  // point's own superblock: known_ false if it could not be read (no abort then, only the umount).
+  bool conn_known_ = false;
   unsigned conn_major_ = 0, conn_minor_ = 0;
+  bool ConnOf(unsigned* major, unsigned* minor);
+  bool OursOnTop();
 };
 
 Fs* FsOf(fuse_req_t req) { return static_cast<Fs*>(fuse_req_userdata(req)); }
@@ -1572,9 +1586,10 @@ bool Fs::Start(std::string* code, std::string* err) {
     return false;
   }
   mounted_ = true;
-  MountEntry m;
-  if (TopMount(opts_.dir, &m) && IsOurFuse(m)) { conn_major_ = m.major; conn_minor_ = m.minor; }
-  loop_ = std::thread([this]() {
+  // The loop holds a reference to this Fs until it ends, so that an unmount that must give up
+  // waiting for it (a request stuck in the kernel) can leave it running without freeing what it
+  // uses; the Fs is then destroyed when the loop ends, possibly on its own thread.
+  loop_ = std::thread([this, self = shared_from_this()]() {
     RunWorkers();
     {
       std::lock_guard<std::mutex> lk(done_mu_);
@@ -1584,7 +1599,37 @@ bool Fs::Start(std::string* code, std::string* err) {
     if (!unmounting_) mounted_ = false;  // unmounted by someone else
     if (!unmounting_) Emit("closed", "ERR_RFS_SESSION_ENDED", "the FUSE session over " + opts_.dir + " ended");
   });
+  // The connection's number, for aborting it if an unmount must. From the mount table, else from
+  // the mount point's superblock (statx without a request to the file system).
+  MountEntry m;
+  if (TopMount(opts_.dir, &m) && IsOurFuse(m)) {
+    conn_major_ = m.major;
+    conn_minor_ = m.minor;
+    conn_known_ = true;
+  } else {
+    conn_known_ = ConnOf(&conn_major_, &conn_minor_);
+  }
   return true;
+}
+
+bool Fs::ConnOf(unsigned* major, unsigned* minor) {
+  struct statx stx;
+  if (statx(AT_FDCWD, opts_.dir.c_str(), AT_STATX_DONT_SYNC | AT_NO_AUTOMOUNT, STATX_TYPE, &stx) != 0) return false;
+  *major = stx.stx_dev_major;
+  *minor = stx.stx_dev_minor;
+  return true;
+}
+
+// Whether the mount on top of the directory is this session's (not a later interceptor's, not a
+// bind over it): by the connection's number; by the mount's name where that number is unknown.
+bool Fs::OursOnTop() {
+  MountEntry m;
+  if (TopMount(opts_.dir, &m)) {
+    if (!IsOurFuse(m)) return false;
+    return conn_known_ ? m.major == conn_major_ && m.minor == conn_minor_ : m.source == "ha-rfs:" + opts_.dir;
+  }
+  unsigned ma = 0, mi = 0;
+  return conn_known_ && ConnOf(&ma, &mi) && ma == conn_major_ && mi == conn_minor_;
 }
 
 std::string Fs::Unmount(bool lazy, int timeout_ms, std::string* code) {
@@ -1593,9 +1638,7 @@ std::string Fs::Unmount(bool lazy, int timeout_ms, std::string* code) {
   unmounting_ = true;
   std::string result;
   if (mounted_) {
-    MountEntry m;
-    bool ours = TopMount(opts_.dir, &m) && IsOurFuse(m) && m.major == conn_major_ && m.minor == conn_minor_;
-    if (ours) {
+    if (OursOnTop()) {
       if (umount2(opts_.dir.c_str(), 0) != 0) {
         int e = errno;
         if (!lazy) {
@@ -1612,30 +1655,36 @@ std::string Fs::Unmount(bool lazy, int timeout_ms, std::string* code) {
   // connection after timeout_ms.
   {
     std::unique_lock<std::mutex> lk(done_mu_);
-    if (!done_cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms), [this] { return loop_done_; })) {
+    if (!done_cv_.wait_for(lk, std::chrono::milliseconds(std::max(timeout_ms, 0)), [this] { return loop_done_; })) {
       lk.unlock();
       char path[96];
       snprintf(path, sizeof path, "/sys/fs/fuse/connections/%u/abort", (conn_major_ << 20) | conn_minor_);
-      int afd = open(path, O_WRONLY | O_CLOEXEC);
+      int afd = conn_known_ ? open(path, O_WRONLY | O_CLOEXEC) : -1;
       if (afd >= 0) {
         if (write(afd, "1", 1) < 0) {}
         close(afd);
       } else {
         fuse_session_exit(se_);
-        result = Errno(std::string("abort FUSE connection (") + path + ")", errno);
+        result = conn_known_ ? Errno(std::string("abort FUSE connection (") + path + ")", errno)
+                             : "abort FUSE connection: its number is unknown";
         *code = "ERR_RFS_UNMOUNT";
       }
       lk.lock();
       done_cv_.wait_for(lk, std::chrono::seconds(5), [this] { return loop_done_; });
       if (!loop_done_) {
-        // Cannot end it: leave the thread running rather than block forever.
-        loop_.detach();
+        // Cannot end it: leave the loop running (it holds its own reference to this Fs) rather
+        // than block forever; a later call waits and tries the abort again.
+        if (loop_.joinable()) loop_.detach();
         *code = "ERR_RFS_UNMOUNT";
-        return "the FUSE session over " + opts_.dir + " did not end";
+        return "the FUSE session over " + opts_.dir + " did not end" + (result.empty() ? "" : " (" + result + ")");
       }
     }
   }
-  if (loop_.joinable()) loop_.join();
+  if (loop_.joinable()) {
+    // The last reference to this Fs may be the loop's own, dropped as its thread ends.
+    if (loop_.get_id() == std::this_thread::get_id()) loop_.detach();
+    else loop_.join();
+  }
   fuse_session_destroy(se_);
   se_ = nullptr;
   {

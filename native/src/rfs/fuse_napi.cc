@@ -144,6 +144,8 @@ class UnmountWorker : public Napi::AsyncWorker {
     if (!err_.empty()) deferred_.Reject(CodedError(env, code_, err_).Value());
     else deferred_.Resolve(env.Undefined());
   }
+  // Execute threw (node-addon-api caught it): the promise must settle all the same.
+  void OnError(const Napi::Error& e) override { deferred_.Reject(CodedError(Env(), "ERR_RFS_UNMOUNT", e.Message()).Value()); }
  private:
   Napi::Promise::Deferred deferred_;
   std::shared_ptr<MountRef> ref_;
