@@ -300,6 +300,70 @@ test.serial('[lab] a session that cannot end in time (a request stuck in the sin
   t.deepEqual(fuseOnDir, [], 'nothing of ours mounted over the directory any more');
 });
 
+// Runs in a mount namespace of its own (unshare -m), where it can take the FUSE control file
+// system away without touching the host's.
+const HELD_COPY_CHILD = (dir: string): string => `
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+const m = await import(${JSON.stringify(new URL('../native/src/rfs-fuse.ts', import.meta.url).pathname)});
+const dir = ${JSON.stringify(dir)};
+try { execFileSync('umount', ['/sys/fs/fuse/connections'], { stdio: 'ignore' }); } catch {}
+const fusectlBefore = readFileSync('/proc/self/mountinfo', 'utf8').split('\\n').some((l) => l.split(' ')[4] === '/sys/fs/fuse/connections');
+const icpt = m.mountInterceptor({ dir, sink: 'test' });
+const notices = [];
+icpt.on('notice', (msg) => notices.push(msg));
+writeFileSync(dir + '/f', 'hello');
+// Another mount namespace made while the interceptor is mounted: it holds a copy of the mount.
+const holder = spawn('unshare', ['-m', 'sleep', '120'], { stdio: 'ignore' });
+console.log(JSON.stringify({ holder: holder.pid }));
+const own = readlinkSync('/proc/self/ns/mnt');
+let holderHad = false;
+for (let i = 0; i < 200 && !holderHad; i++) {
+  await new Promise((r) => setTimeout(r, 20));
+  try {
+    holderHad = readlinkSync('/proc/' + holder.pid + '/ns/mnt') !== own &&
+      readFileSync('/proc/' + holder.pid + '/mountinfo', 'utf8').split('\\n').some((l) => l.split(' ')[4] === dir && l.includes(' fuse.ha '));
+  } catch {}
+}
+const t0 = Date.now();
+let error = null;
+try { await icpt.unmount({ lazy: true, timeoutMs: 200 }); } catch (e) { error = e.message; }
+const ms = Date.now() - t0;
+let holderView;
+try { holderView = readFileSync('/proc/' + holder.pid + '/root' + dir + '/f', 'utf8'); } catch (e) { holderView = e.code; }
+await new Promise((r) => setTimeout(r, 100));
+holder.kill('SIGKILL');
+console.log(JSON.stringify({ fusectlBefore, holderHad, error, ms, holderView, notices }));
+process.exit(0);
+`;
+
+test.serial('[lab] a copy of the mount held in another mount namespace (ip netns exec, unshare -m) does not keep the session alive: unmount aborts the connection, mounting the FUSE control file system where it is missing', async (t) => {
+  const env = await setup(t, {});
+  const child = spawn('unshare', ['-m', process.execPath, '--conditions=development', '--import', 'tsx', '--input-type=module', '-e', HELD_COPY_CHILD(env.dir)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines: string[] = [];
+  let holder = 0;
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (d: string) => {
+    for (const l of d.split('\n').filter(Boolean)) {
+      lines.push(l);
+      try { holder ||= (JSON.parse(l) as { holder?: number }).holder ?? 0; } catch { /* not ours */ }
+    }
+  });
+  t.teardown(() => {
+    for (const pid of [child.pid, holder]) if (pid) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+  });
+  const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  t.is(code, 0, lines.join('\n'));
+  const out = JSON.parse(lines.at(-1)!) as { fusectlBefore: boolean; holderHad: boolean; error: string | null; ms: number; holderView: string; notices: string[] };
+  t.false(out.fusectlBefore, 'the child namespace starts without the FUSE control file system');
+  t.true(out.holderHad, 'the other namespace holds a copy of the mount');
+  t.is(out.error, null, 'unmount resolved');
+  t.true(out.ms < 5000, `the session ended after the abort, not after giving up (${out.ms} ms)`);
+  t.is(out.holderView, 'ENOTCONN', "the other namespace's copy is a dead connection, not a live file system");
+  t.true(out.notices.some((n) => /mounted the FUSE control file system/.test(n)), out.notices.join('; '));
+  t.log(`unmount with a copy held elsewhere: ${out.ms} ms`);
+});
+
 const CHILD = (dir: string): string => `
 const m = await import(${JSON.stringify(new URL('../native/src/rfs-fuse.ts', import.meta.url).pathname)});
 m.mountInterceptor({ dir: ${JSON.stringify(dir)}, sink: 'test' });

@@ -319,7 +319,10 @@ export class Interceptor extends EventEmitter<InterceptorEvents> {
    * Unmounts, waiting for in-flight operations (off the JS thread). Rejects with
    * {@link RfsBusyError} while files are open under the mount, unless `lazy`. If the session has
    * not ended `timeoutMs` after the unmount, the FUSE connection is aborted (pending requests fail
-   * with an error); if even then an operation stuck in the interceptor keeps it from ending within
+   * with an error). That is what ends a session whose mount lives on elsewhere: a copy of it in a
+   * mount namespace made while it was mounted (`ip netns exec`, `unshare -m`, a container), where
+   * mounts are not shared. The abort goes through the kernel's FUSE control file system, mounted
+   * on /sys/fs/fuse/connections if it is not (a `notice` event says so). If even then an operation stuck in the interceptor keeps it from ending within
    * 5 s, rejects with code `ERR_RFS_UNMOUNT` ("did not end"), leaving the session to end on its
    * own: the directory is already detached, and a later call waits again and resolves once it has.
    */

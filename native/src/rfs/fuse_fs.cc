@@ -11,6 +11,7 @@
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <sys/sysmacros.h>
@@ -327,6 +328,7 @@ class Fs final : public Interceptor, public std::enable_shared_from_this<Fs> {
   // point's own superblock: known_ false if it could not be read (no abort then, only the umount).
   bool conn_known_ = false;
   unsigned conn_major_ = 0, conn_minor_ = 0;
+  std::string EnsureFusectl();
   bool ConnOf(unsigned* major, unsigned* minor);
   bool OursOnTop();
 };
@@ -1612,6 +1614,25 @@ bool Fs::Start(std::string* code, std::string* err) {
   return true;
 }
 
+// The kernel's FUSE control file system gives /sys/fs/fuse/connections/<n>/abort, the only way
+// to end a session whose superblock is still referenced elsewhere: a lazily detached mount lives
+// on while a file is open on it, and so does any copy of it in a mount namespace made while it
+// was mounted (`ip netns exec`, `unshare -m`, a container started then), which an unmount here
+// does not reach where mounts are private. Systemd mounts it at boot; a bare container or VM may
+// not: mount it then (root). Returns "" when it is there, else why it is not.
+std::string Fs::EnsureFusectl() {
+  static const char* const kDir = "/sys/fs/fuse/connections";
+  constexpr long kFusectlMagic = 0x65735543;
+  struct statfs sf;
+  if (statfs(kDir, &sf) == 0 && static_cast<long>(sf.f_type) == kFusectlMagic) return "";
+  if (mount("fusectl", kDir, "fusectl", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0) {
+    Emit("notice", "", std::string("mounted the FUSE control file system on ") + kDir + " to abort the session over " + opts_.dir);
+    return "";
+  }
+  if (errno == EBUSY && statfs(kDir, &sf) == 0 && static_cast<long>(sf.f_type) == kFusectlMagic) return "";  // raced
+  return Errno(std::string("the FUSE control file system is not mounted on ") + kDir + " and mounting it failed", errno);
+}
+
 bool Fs::ConnOf(unsigned* major, unsigned* minor) {
   struct statx stx;
   if (statx(AT_FDCWD, opts_.dir.c_str(), AT_STATX_DONT_SYNC | AT_NO_AUTOMOUNT, STATX_TYPE, &stx) != 0) return false;
@@ -1659,14 +1680,22 @@ std::string Fs::Unmount(bool lazy, int timeout_ms, std::string* code) {
       lk.unlock();
       char path[96];
       snprintf(path, sizeof path, "/sys/fs/fuse/connections/%u/abort", (conn_major_ << 20) | conn_minor_);
+      std::string ctl = conn_known_ ? EnsureFusectl() : "";
       int afd = conn_known_ ? open(path, O_WRONLY | O_CLOEXEC) : -1;
+      std::string why;  // why the session is still there, if it stays
       if (afd >= 0) {
         if (write(afd, "1", 1) < 0) {}
         close(afd);
+        why = "its connection is aborted, but a worker is still busy with a request";
+      } else if (conn_known_ && errno == ENOENT && ctl.empty()) {
+        // The kernel has ended the connection already (aborted, or its last mount gone).
+        fuse_session_exit(se_);
+        why = "its connection is closed, but a worker is still busy with a request";
       } else {
         fuse_session_exit(se_);
-        result = conn_known_ ? Errno(std::string("abort FUSE connection (") + path + ")", errno)
+        result = conn_known_ ? Errno(std::string("abort FUSE connection (") + path + ")", errno) + (ctl.empty() ? "" : "; " + ctl)
                              : "abort FUSE connection: its number is unknown";
+        why = result;
         *code = "ERR_RFS_UNMOUNT";
       }
       lk.lock();
@@ -1676,7 +1705,7 @@ std::string Fs::Unmount(bool lazy, int timeout_ms, std::string* code) {
         // than block forever; a later call waits and tries the abort again.
         if (loop_.joinable()) loop_.detach();
         *code = "ERR_RFS_UNMOUNT";
-        return "the FUSE session over " + opts_.dir + " did not end" + (result.empty() ? "" : " (" + result + ")");
+        return "the FUSE session over " + opts_.dir + " did not end (" + why + ")";
       }
     }
   }
