@@ -28,7 +28,9 @@
  *    once into the record, where the interceptor lends them), local_dio_1mib_us
  *    (a 1 MiB O_DIRECT append, one at a time, into the plain directory), raw_1mib_us (one 1 MiB
  *    write of the fastest raw round). In the default mode a write costs the FUSE round trip plus
- *    the longer of the first two.
+ *    the longer of the first two. seq_interceptor_only_MBps: the sequential rounds through the
+ *    interceptor with a sink that acknowledges at once (no network, no secondary), and its ratio
+ *    to the fastest raw round: the ceiling of seq_repl_MBps on this machine.
  * Last line: one JSON object.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -36,7 +38,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { aesGcmImplementation, connectSender, mountInterceptor, openReplicatedDir, startReceiver } from '@ha/native';
+import { aesGcmImplementation, connectSender, createTestSink, mountInterceptor, openReplicatedDir, startReceiver } from '@ha/native';
 
 const quick = process.argv.includes('--quick');
 const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
@@ -221,6 +223,21 @@ try {
       rmSync(f, { force: true });
     }
     res.local_dio_1mib_us = Math.round(pct(dio, 50));
+    // The interceptor alone: the same dd rounds through it, with a sink that acknowledges at once
+    // and keeps nothing (no network, no secondary): the ceiling of the replicated rounds here.
+    const alone = join(root, 'interceptor-only'); mkdirSync(alone);
+    const nullFuse = mountInterceptor({ dir: alone, sink: createTestSink({ hash: false, keep: false }) });
+    try {
+      const rounds: number[] = [];
+      for (let i = 0; i < (quick ? 2 : 3); i++) {
+        ddMBps(join(plain, `alone${i}-warm`), SEQ_MIB);  // a raw round first, as before every measured one
+        ddMBps(join(alone, `alone${i}-warm`), SEQ_MIB);
+        rounds.push(ddMBps(join(alone, `alone${i}`), SEQ_MIB));
+      }
+      res.seq_interceptor_only_MBps = Math.round(pct(rounds, 50));
+      res.seq_interceptor_only_ratio_vs_fastest_raw = Math.round((res.seq_interceptor_only_MBps / (res.seq_raw_fastest_MBps as number)) * 100) / 100;
+      log(`interceptor alone (sink acknowledging at once): ${rounds.map((x) => x.toFixed(0)).join(', ')} MB/s`);
+    } finally { await nullFuse.unmount({ lazy: true, timeoutMs: 5000 }).catch(() => {}); }
     res.raw_1mib_us = Math.round(1e6 / ((res.seq_raw_fastest_MBps as number) / 1.048576));
     log(`1 MiB: transport round trip ${res.repl_rtt_1mib_us} us, local O_DIRECT ${res.local_dio_1mib_us} us, raw (fastest round) ${res.raw_1mib_us} us`);
   }
