@@ -321,8 +321,9 @@ export class Interceptor extends EventEmitter<InterceptorEvents> {
    * not ended `timeoutMs` after the unmount, the FUSE connection is aborted (pending requests fail
    * with an error). That is what ends a session whose mount lives on elsewhere: a copy of it in a
    * mount namespace made while it was mounted (`ip netns exec`, `unshare -m`, a container), where
-   * mounts are not shared. The abort goes through the kernel's FUSE control file system, mounted
-   * on /sys/fs/fuse/connections if it is not (a `notice` event says so). If even then an operation stuck in the interceptor keeps it from ending within
+   * mounts are not shared. The abort goes through the kernel's FUSE control file system; where
+   * it is not mounted on /sys/fs/fuse/connections, it is mounted on a private temporary directory
+   * for the abort and taken away again. If even then an operation stuck in the interceptor keeps it from ending within
    * 5 s, rejects with code `ERR_RFS_UNMOUNT` ("did not end"), leaving the session to end on its
    * own: the directory is already detached, and a later call waits again and resolves once it has.
    */

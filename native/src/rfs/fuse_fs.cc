@@ -328,7 +328,6 @@ class Fs final : public Interceptor, public std::enable_shared_from_this<Fs> {
   // point's own superblock: known_ false if it could not be read (no abort then, only the umount).
   bool conn_known_ = false;
   unsigned conn_major_ = 0, conn_minor_ = 0;
-  std::string EnsureFusectl();
   bool ConnOf(unsigned* major, unsigned* minor);
   bool OursOnTop();
 };
@@ -1614,24 +1613,47 @@ bool Fs::Start(std::string* code, std::string* err) {
   return true;
 }
 
-// The kernel's FUSE control file system gives /sys/fs/fuse/connections/<n>/abort, the only way
-// to end a session whose superblock is still referenced elsewhere: a lazily detached mount lives
-// on while a file is open on it, and so does any copy of it in a mount namespace made while it
-// was mounted (`ip netns exec`, `unshare -m`, a container started then), which an unmount here
-// does not reach where mounts are private. Systemd mounts it at boot; a bare container or VM may
-// not: mount it then (root). Returns "" when it is there, else why it is not.
-std::string Fs::EnsureFusectl() {
+// Aborts FUSE connection `id` through the kernel's FUSE control file system
+// (<fusectl>/<id>/abort), the only way to end a session whose superblock is still referenced
+// elsewhere: a lazily detached mount lives on while a file is open on it, and so does any copy of
+// it in a mount namespace made while it was mounted (`ip netns exec`, `unshare -m`, a container
+// started then), which an unmount here does not reach where mounts are not shared. Systemd mounts
+// fusectl on /sys/fs/fuse/connections at boot; a bare VM or container may not: then it is mounted
+// (root) on a private temporary directory for this one write and taken away again, leaving
+// nothing behind. Gone: the connection has ended already (its directory is not there).
+namespace {
+enum class AbortResult { Aborted, Gone, Failed };
+AbortResult AbortFuseConnection(unsigned id, std::string* why) {
   static const char* const kDir = "/sys/fs/fuse/connections";
   constexpr long kFusectlMagic = 0x65735543;
+  auto write_abort = [&](const std::string& base) {
+    const std::string path = base + "/" + std::to_string(id) + "/abort";
+    int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    int e = fd < 0 ? errno : (write(fd, "1", 1) < 0 ? errno : 0);
+    if (fd >= 0) close(fd);
+    if (e == 0) return AbortResult::Aborted;
+    *why = Errno("abort FUSE connection (" + path + ")", e);
+    return e == ENOENT ? AbortResult::Gone : AbortResult::Failed;
+  };
   struct statfs sf;
-  if (statfs(kDir, &sf) == 0 && static_cast<long>(sf.f_type) == kFusectlMagic) return "";
-  if (mount("fusectl", kDir, "fusectl", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0) {
-    Emit("notice", "", std::string("mounted the FUSE control file system on ") + kDir + " to abort the session over " + opts_.dir);
-    return "";
+  if (statfs(kDir, &sf) == 0 && static_cast<long>(sf.f_type) == kFusectlMagic) return write_abort(kDir);
+  char tmp[] = "/tmp/ha-fusectl-XXXXXX";
+  if (!mkdtemp(tmp)) {
+    *why = Errno(std::string("abort FUSE connection: the FUSE control file system is not mounted on ") + kDir + ", and no directory could be made to mount it", errno);
+    return AbortResult::Failed;
   }
-  if (errno == EBUSY && statfs(kDir, &sf) == 0 && static_cast<long>(sf.f_type) == kFusectlMagic) return "";  // raced
-  return Errno(std::string("the FUSE control file system is not mounted on ") + kDir + " and mounting it failed", errno);
+  AbortResult r;
+  if (mount("fusectl", tmp, "fusectl", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
+    *why = Errno(std::string("abort FUSE connection: the FUSE control file system is not mounted on ") + kDir + ", and mounting it failed", errno);
+    r = AbortResult::Failed;
+  } else {
+    r = write_abort(tmp);
+    umount2(tmp, MNT_DETACH);
+  }
+  rmdir(tmp);
+  return r;
 }
+}  // namespace
 
 bool Fs::ConnOf(unsigned* major, unsigned* minor) {
   struct statx stx;
@@ -1678,23 +1700,18 @@ std::string Fs::Unmount(bool lazy, int timeout_ms, std::string* code) {
     std::unique_lock<std::mutex> lk(done_mu_);
     if (!done_cv_.wait_for(lk, std::chrono::milliseconds(std::max(timeout_ms, 0)), [this] { return loop_done_; })) {
       lk.unlock();
-      char path[96];
-      snprintf(path, sizeof path, "/sys/fs/fuse/connections/%u/abort", (conn_major_ << 20) | conn_minor_);
-      std::string ctl = conn_known_ ? EnsureFusectl() : "";
-      int afd = conn_known_ ? open(path, O_WRONLY | O_CLOEXEC) : -1;
       std::string why;  // why the session is still there, if it stays
-      if (afd >= 0) {
-        if (write(afd, "1", 1) < 0) {}
-        close(afd);
+      std::string err;
+      const AbortResult ar = conn_known_ ? AbortFuseConnection((conn_major_ << 20) | conn_minor_, &err) : AbortResult::Failed;
+      if (ar == AbortResult::Aborted) {
         why = "its connection is aborted, but a worker is still busy with a request";
-      } else if (conn_known_ && errno == ENOENT && ctl.empty()) {
+      } else if (ar == AbortResult::Gone) {
         // The kernel has ended the connection already (aborted, or its last mount gone).
         fuse_session_exit(se_);
         why = "its connection is closed, but a worker is still busy with a request";
       } else {
         fuse_session_exit(se_);
-        result = conn_known_ ? Errno(std::string("abort FUSE connection (") + path + ")", errno) + (ctl.empty() ? "" : "; " + ctl)
-                             : "abort FUSE connection: its number is unknown";
+        result = conn_known_ ? err : "abort FUSE connection: its number is unknown";
         why = result;
         *code = "ERR_RFS_UNMOUNT";
       }

@@ -9,7 +9,9 @@
  * It prints "ready" on stdout once listening so the parent knows it runs.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { appendFileSync } from 'node:fs';
 import { deleteAddress } from './iproute.js';
 import { stateProblems, type LifelineCommand, type LifelineState } from './lifeline-protocol.js';
@@ -46,15 +48,39 @@ function onLine(line: string): void {
   state = msg as LifelineState;
 }
 
-/** The fusectl file system gives /sys/fs/fuse/connections/<id>/abort; mount it if it is not. */
-function ensureFusectl(): void {
-  const dir = '/sys/fs/fuse/connections';
-  try { if (readdirSync(dir).length > 0) return; } catch { /* missing: try to mount */ }
+/**
+ * Aborts FUSE connections through the kernel's FUSE control file system (`<fusectl>/<id>/abort`).
+ * Where it is not mounted on /sys/fs/fuse/connections (a bare VM or container), it is mounted on
+ * a private temporary directory for these writes and taken away again: nothing left behind.
+ */
+function abortFuseConnections(ids: number[]): void {
+  let dir = '/sys/fs/fuse/connections';
+  let temp: string | undefined;
+  const mounted = (): boolean => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === dir && l.includes(' - fusectl '));
   try {
-    execFileSync('mount', ['-t', 'fusectl', 'none', dir], { stdio: 'ignore', timeout: 5000 });
-    log('lifeline:fusectl', `mounted fusectl on ${dir}`);
-  } catch (err) {
-    log('lifeline:error', `cannot mount fusectl on ${dir}: ${(err as Error).message}`);
+    if (!mounted()) {
+      temp = mkdtempSync(join(tmpdir(), 'ha-fusectl-'));
+      dir = temp;
+      try {
+        execFileSync('mount', ['-t', 'fusectl', '-o', 'nosuid,nodev,noexec', 'fusectl', dir], { stdio: 'ignore', timeout: 5000 });
+      } catch (err) {
+        log('lifeline:error', `cannot mount the FUSE control file system to abort ${ids.length} connection(s): ${(err as Error).message}`);
+        return;
+      }
+    }
+    for (const id of ids) {
+      try {
+        writeFileSync(`${dir}/${id}/abort`, '1');
+        log('lifeline:fuse-abort', `aborted FUSE connection ${id}`, { id });
+      } catch (err) {
+        log('lifeline:fuse-abort', `FUSE connection ${id}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'already gone' : (err as Error).message}`, { id });
+      }
+    }
+  } finally {
+    if (temp) {
+      try { execFileSync('umount', ['-l', temp], { stdio: 'ignore', timeout: 5000 }); } catch { /* was not mounted */ }
+      try { rmdirSync(temp); } catch (err) { log('lifeline:error', `cannot remove ${temp}: ${(err as Error).message}`); }
+    }
   }
 }
 
@@ -85,15 +111,7 @@ async function undo(): Promise<void> {
   log('lifeline:parent-died', `parent ${parentPid} died without a clean stop; undoing: ${vips.length} VIP(s), ${state.onDeath?.length ?? 0} command(s), ${state.pgids?.length ?? 0} group(s), ${state.pids?.length ?? 0} process(es), ${state.fuseAbort?.length ?? 0} FUSE connection(s)`);
   // First, abort the FUSE connections the parent served: until then a thread of the dying parent
   // may be stuck closing a file on its own mount, and nothing it holds is released.
-  if ((state.fuseAbort ?? []).length > 0) ensureFusectl();
-  for (const id of state.fuseAbort ?? []) {
-    try {
-      writeFileSync(`/sys/fs/fuse/connections/${id}/abort`, '1');
-      log('lifeline:fuse-abort', `aborted FUSE connection ${id}`, { id });
-    } catch (err) {
-      log('lifeline:fuse-abort', `FUSE connection ${id}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'already gone' : (err as Error).message}`, { id });
-    }
-  }
+  if ((state.fuseAbort ?? []).length > 0) abortFuseConnections(state.fuseAbort ?? []);
   await Promise.all(vips.map(async (v) => {
     try {
       const removed = await deleteAddress(v);
