@@ -322,8 +322,8 @@ export class Interceptor extends EventEmitter<InterceptorEvents> {
    * with an error). That is what ends a session whose mount lives on elsewhere: a copy of it in a
    * mount namespace made while it was mounted (`ip netns exec`, `unshare -m`, a container), where
    * mounts are not shared. The abort goes through the kernel's FUSE control file system; where
-   * it is not mounted on /sys/fs/fuse/connections, it is mounted on a private temporary directory
-   * for the abort and taken away again. If even then an operation stuck in the interceptor keeps it from ending within
+   * it is not mounted on /sys/fs/fuse/connections, a thread mounts it in a mount namespace of its
+   * own for the abort, which nothing else sees and which goes with the thread. If even then an operation stuck in the interceptor keeps it from ending within
    * 5 s, rejects with code `ERR_RFS_UNMOUNT` ("did not end"), leaving the session to end on its
    * own: the directory is already detached, and a later call waits again and resolves once it has.
    */

@@ -29,6 +29,7 @@
 #include <deque>
 #include <mutex>
 #include <thread>
+#include <sched.h>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -1618,16 +1619,17 @@ bool Fs::Start(std::string* code, std::string* err) {
 // elsewhere: a lazily detached mount lives on while a file is open on it, and so does any copy of
 // it in a mount namespace made while it was mounted (`ip netns exec`, `unshare -m`, a container
 // started then), which an unmount here does not reach where mounts are not shared. Systemd mounts
-// fusectl on /sys/fs/fuse/connections at boot; a bare VM or container may not: then it is mounted
-// (root) on a private temporary directory for this one write and taken away again, leaving
-// nothing behind. Gone: the connection has ended already (its directory is not there).
+// fusectl on /sys/fs/fuse/connections at boot; a bare VM or container may not: then (root) a
+// thread of our own moves to a mount namespace of its own, mounts it there and writes the abort;
+// the namespace, and the mount with it, go when the thread ends: nothing is left behind, nothing
+// is seen by other processes. Gone: the connection has ended already (its directory is not there).
 namespace {
 enum class AbortResult { Aborted, Gone, Failed };
 AbortResult AbortFuseConnection(unsigned id, std::string* why) {
   static const char* const kDir = "/sys/fs/fuse/connections";
   constexpr long kFusectlMagic = 0x65735543;
-  auto write_abort = [&](const std::string& base) {
-    const std::string path = base + "/" + std::to_string(id) + "/abort";
+  const std::string path = std::string(kDir) + "/" + std::to_string(id) + "/abort";
+  auto write_abort = [&]() {
     int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
     int e = fd < 0 ? errno : (write(fd, "1", 1) < 0 ? errno : 0);
     if (fd >= 0) close(fd);
@@ -1636,21 +1638,19 @@ AbortResult AbortFuseConnection(unsigned id, std::string* why) {
     return e == ENOENT ? AbortResult::Gone : AbortResult::Failed;
   };
   struct statfs sf;
-  if (statfs(kDir, &sf) == 0 && static_cast<long>(sf.f_type) == kFusectlMagic) return write_abort(kDir);
-  char tmp[] = "/tmp/ha-fusectl-XXXXXX";
-  if (!mkdtemp(tmp)) {
-    *why = Errno(std::string("abort FUSE connection: the FUSE control file system is not mounted on ") + kDir + ", and no directory could be made to mount it", errno);
-    return AbortResult::Failed;
-  }
-  AbortResult r;
-  if (mount("fusectl", tmp, "fusectl", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
-    *why = Errno(std::string("abort FUSE connection: the FUSE control file system is not mounted on ") + kDir + ", and mounting it failed", errno);
-    r = AbortResult::Failed;
-  } else {
-    r = write_abort(tmp);
-    umount2(tmp, MNT_DETACH);
-  }
-  rmdir(tmp);
+  if (statfs(kDir, &sf) == 0 && static_cast<long>(sf.f_type) == kFusectlMagic) return write_abort();
+  AbortResult r = AbortResult::Failed;
+  std::thread([&] {
+    // CLONE_NEWNS unshares this thread's file system context too, not the process's.
+    if (unshare(CLONE_NEWNS) != 0) {
+      *why = Errno("abort FUSE connection: the FUSE control file system is not mounted on " + std::string(kDir) + ", and no mount namespace could be made to mount it", errno);
+    } else if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+               mount("fusectl", kDir, "fusectl", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
+      *why = Errno("abort FUSE connection: the FUSE control file system is not mounted on " + std::string(kDir) + ", and mounting it failed", errno);
+    } else {
+      r = write_abort();
+    }
+  }).join();
   return r;
 }
 }  // namespace

@@ -9,10 +9,7 @@
  * It prints "ready" on stdout once listening so the parent knows it runs.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { deleteAddress } from './iproute.js';
 import { stateProblems, type LifelineCommand, type LifelineState } from './lifeline-protocol.js';
 
@@ -50,36 +47,37 @@ function onLine(line: string): void {
 
 /**
  * Aborts FUSE connections through the kernel's FUSE control file system (`<fusectl>/<id>/abort`).
- * Where it is not mounted on /sys/fs/fuse/connections (a bare VM or container), it is mounted on
- * a private temporary directory for these writes and taken away again: nothing left behind.
+ * Where it is not mounted on /sys/fs/fuse/connections (a bare VM or container), a child in a mount
+ * namespace of its own (`unshare -m`) mounts it there and writes the aborts: the mount goes with
+ * that namespace, nothing is left behind.
  */
 function abortFuseConnections(ids: number[]): void {
-  let dir = '/sys/fs/fuse/connections';
-  let temp: string | undefined;
-  const mounted = (): boolean => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === dir && l.includes(' - fusectl '));
-  try {
-    if (!mounted()) {
-      temp = mkdtempSync(join(tmpdir(), 'ha-fusectl-'));
-      dir = temp;
-      try {
-        execFileSync('mount', ['-t', 'fusectl', '-o', 'nosuid,nodev,noexec', 'fusectl', dir], { stdio: 'ignore', timeout: 5000 });
-      } catch (err) {
-        log('lifeline:error', `cannot mount the FUSE control file system to abort ${ids.length} connection(s): ${(err as Error).message}`);
-        return;
-      }
+  const dir = '/sys/fs/fuse/connections';
+  const mounted = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === dir && l.includes(' - fusectl '));
+  if (!mounted) {
+    // One line per connection: "<id> ok" or "<id> <error>".
+    const script = `mount -t fusectl -o nosuid,nodev,noexec fusectl ${dir} || exit 1
+for id; do if err=$(echo 1 2>&1 > ${dir}/$id/abort); then echo "$id ok"; elif [ -e ${dir}/$id ]; then echo "$id $err"; else echo "$id gone"; fi; done`;
+    let out: string;
+    try {
+      out = execFileSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script, 'sh', ...ids.map(String)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 5000 });
+    } catch (err) {
+      log('lifeline:error', `cannot mount the FUSE control file system to abort ${ids.length} connection(s): ${(err as Error).message}`);
+      return;
     }
-    for (const id of ids) {
-      try {
-        writeFileSync(`${dir}/${id}/abort`, '1');
-        log('lifeline:fuse-abort', `aborted FUSE connection ${id}`, { id });
-      } catch (err) {
-        log('lifeline:fuse-abort', `FUSE connection ${id}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'already gone' : (err as Error).message}`, { id });
-      }
+    for (const line of out.split('\n').filter(Boolean)) {
+      const [id, ...rest] = line.split(' ');
+      const what = rest.join(' ');
+      log('lifeline:fuse-abort', what === 'ok' ? `aborted FUSE connection ${id}` : `FUSE connection ${id}: ${what === 'gone' ? 'already gone' : what}`, { id: Number(id) });
     }
-  } finally {
-    if (temp) {
-      try { execFileSync('umount', ['-l', temp], { stdio: 'ignore', timeout: 5000 }); } catch { /* was not mounted */ }
-      try { rmdirSync(temp); } catch (err) { log('lifeline:error', `cannot remove ${temp}: ${(err as Error).message}`); }
+    return;
+  }
+  for (const id of ids) {
+    try {
+      writeFileSync(`${dir}/${id}/abort`, '1');
+      log('lifeline:fuse-abort', `aborted FUSE connection ${id}`, { id });
+    } catch (err) {
+      log('lifeline:fuse-abort', `FUSE connection ${id}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'already gone' : (err as Error).message}`, { id });
     }
   }
 }
