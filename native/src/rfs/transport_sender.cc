@@ -286,15 +286,16 @@ uint64_t Sender::Enqueue(Record&& r, bool lent) {
   Seal(one, bytes, frame);
   // The writer is woken only when it has something to do (a frame to send, records queued while
   // we sealed) or Close waits (lost): a wake-up for nothing costs a context switch per change.
-  // No ReleaseLent can be waiting here: lent records are queued, and we sealed with none queued.
-  bool direct = false, wakeWriter = false;
+  // A ReleaseLent waits on us only once the link is lost: a lent record queued while we sealed,
+  // then dropped with the queue, is released when nobody seals any more.
+  bool direct = false, wakeWriter = false, lost = false;
   {
     std::lock_guard<std::mutex> lk(mu_);
     sealing_ = false;
     sealed_ = std::max(sealed_, seq);
     if (lost_) {
       RecycleLocked(std::move(frame));
-      wakeWriter = true;
+      wakeWriter = lost = true;
     } else if (frame.size() <= kSendDirectMax && frames_.empty() && !sending_) {
       direct = sending_ = true;  // a small frame, nothing before it: send it from here
     } else {
@@ -304,6 +305,7 @@ uint64_t Sender::Enqueue(Record&& r, bool lent) {
     wakeWriter = wakeWriter || !queue_.empty();
   }
   if (wakeWriter) queueCv_.notify_all();
+  if (lost) sealedCv_.notify_all();
   if (direct) {
     bool ok = SendFrame(frame);
     int err = errno;
