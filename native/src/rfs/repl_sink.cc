@@ -1,6 +1,7 @@
 // ReplicationSink: see repl_sink.h.
 #include "repl_sink.h"
 
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -47,8 +48,14 @@ std::shared_ptr<ReplicationSink> ReplicationSink::Open(const ReplSinkOptions& op
   sink->onEvent_ = std::move(onEvent);
   sink->root_fd_ = fd;
   sink->tracker_ = std::move(tracker);
-  sink->loop_ = std::thread([raw = sink.get()] { raw->Loop(); });
-  sink->ahead_ = std::thread([raw = sink.get()] { raw->AheadLoop(); });
+  sink->loop_ = std::thread([raw = sink.get()] {
+    pthread_setname_np(pthread_self(), "rfs-sink");
+    raw->Loop();
+  });
+  sink->ahead_ = std::thread([raw = sink.get()] {
+    pthread_setname_np(pthread_self(), "rfs-sink-ahead");
+    raw->AheadLoop();
+  });
   return sink;
 }
 

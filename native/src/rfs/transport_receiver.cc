@@ -2,6 +2,7 @@
 
 #include "checksum.h"
 
+#include <pthread.h>
 #include <arpa/inet.h>
 #include <cerrno>
 #include <chrono>
@@ -20,6 +21,9 @@
 namespace ha::rfs {
 
 namespace {
+
+// A frame still arriving is decrypted in pieces of at least this many bytes (see ReaderLoop).
+constexpr size_t kOpenAheadMin = 16u << 10;
 
 std::string PeerOf(const sockaddr_storage& ss) {
   char host[INET6_ADDRSTRLEN] = "?";
@@ -109,7 +113,10 @@ std::unique_ptr<Receiver> Receiver::Start(const ReceiverOptions& opts, EventFn o
   r->port_ = ntohs(ss.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&ss)->sin_port
                                            : reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
   r->stopFd_ = eventfd(0, EFD_CLOEXEC);
-  r->acceptor_ = std::thread([p = r.get()] { p->AcceptLoop(); });
+  r->acceptor_ = std::thread([p = r.get()] {
+    pthread_setname_np(pthread_self(), "rfs-rx-accept");
+    p->AcceptLoop();
+  });
   return r;
 }
 
@@ -209,8 +216,14 @@ void Receiver::Serve(int fd, const std::string& peer) {
   e.type = "connected";
   e.peer = peer;
   Emit(std::move(e));
-  p->applier = std::thread([this, p] { ApplierLoop(p); });
-  p->reader = std::thread([this, p] { ReaderLoop(p); });
+  p->applier = std::thread([this, p] {
+    pthread_setname_np(pthread_self(), "rfs-rx-apply");
+    ApplierLoop(p);
+  });
+  p->reader = std::thread([this, p] {
+    pthread_setname_np(pthread_self(), "rfs-rx-read");
+    ReaderLoop(p);
+  });
 }
 
 // Ends the current stream: the reader stops; the applier applies what was received (unless the
@@ -289,6 +302,11 @@ void Receiver::ReaderLoop(Session* s) {
   uint64_t acked = 0;
   std::string code, reason;
   std::vector<Record> recs;
+  // The frame at `start` is decrypted as its bytes arrive (in place, `opened` bytes so far), so
+  // that its last piece is all that is left to decrypt when its tag arrives: the decryption
+  // overlaps the peer's sending. Nothing of it is used before FinishOpen accepts the tag.
+  bool opening = false;
+  size_t opened = 0;
   while (code.empty()) {
     // Every complete frame in the buffer.
     while (end - start >= kFrameHeader) {
@@ -299,7 +317,24 @@ void Receiver::ReaderLoop(Session* s) {
         reason = "bad frame length " + std::to_string(L) + " from " + s->peer + " (garbage or oversized frame)";
         break;
       }
+      uint8_t* ct = &buf[start + kFrameHeader];
+      size_t n = L - kTagLen;
+      if (!opening) {
+        if (!s->rx.BeginOpen(h)) {
+          code = "ERR_RFS_AUTH";
+          reason = "frame from " + s->peer + " failed authentication (tampered, replayed, reordered or wrong key)";
+          break;
+        }
+        opening = true;
+        opened = 0;
+      }
       if (end - start < kFrameHeader + L) {
+        // Incomplete: decrypt the whole blocks that arrived (the ciphertext part only).
+        size_t have = std::min(end - start - kFrameHeader, n) & ~size_t(15);
+        if (have >= opened + kOpenAheadMin) {
+          s->rx.Decrypt(ct + opened, have - opened, ct + opened);
+          opened = have;
+        }
         if (start + kFrameHeader + L > buf.size()) {  // make room for the whole frame
           std::memmove(buf.data(), buf.data() + start, end - start);
           end -= start;
@@ -307,9 +342,8 @@ void Receiver::ReaderLoop(Session* s) {
         }
         break;
       }
-      uint8_t* ct = &buf[start + kFrameHeader];
-      size_t n = L - kTagLen;
-      if (!s->rx.BeginOpen(h) || !s->rx.Decrypt(ct, n, ct) || !s->rx.FinishOpen(ct + n)) {
+      opening = false;
+      if (!s->rx.Decrypt(ct + opened, n - opened, ct + opened) || !s->rx.FinishOpen(ct + n)) {
         code = "ERR_RFS_AUTH";
         reason = "frame from " + s->peer + " failed authentication (tampered, replayed, reordered or wrong key)";
         break;

@@ -1,5 +1,6 @@
 #include "transport_sender.h"
 
+#include <pthread.h>
 #include <arpa/inet.h>
 #include <cerrno>
 #include <chrono>
@@ -133,8 +134,14 @@ std::shared_ptr<Sender> Sender::Connect(const std::string& host, int port, const
     tv.tv_usec = (opts.ackTimeoutMs % 1000) * 1000;
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   }
-  s->writer_ = std::thread([p = s.get()] { p->WriterLoop(); });
-  s->acker_ = std::thread([p = s.get()] { p->AckLoop(); });
+  s->writer_ = std::thread([p = s.get()] {
+    pthread_setname_np(pthread_self(), "rfs-tx-write");
+    p->WriterLoop();
+  });
+  s->acker_ = std::thread([p = s.get()] {
+    pthread_setname_np(pthread_self(), "rfs-tx-ack");
+    p->AckLoop();
+  });
   return s;
 }
 
