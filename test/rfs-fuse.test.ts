@@ -6,6 +6,7 @@
  * the read-only bind refuses writes. Needs root and /dev/fuse (labTest skips visibly otherwise).
  */
 import { execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { closeSync, mkdtempSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync, lstatSync, readlinkSync, existsSync, promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -671,6 +672,80 @@ os.close(fd)
   t.is(off.stats().directWrites, 0);
   t.true(readFileSync(join(env.under, 'stream2')).equals(pat(MIB, 8)));
   t.throws(() => mountInterceptor({ dir: env.dir, sink: 'test', directLocalWrites: 'yes' as unknown as boolean }), { code: 'ERR_RFS_ARG', message: /directLocalWrites must be a boolean/ });
+});
+
+/** Python: runs a plan of 1 MiB writes (from a page-aligned buffer, one write-only handle) and path truncates; after each step checks the size and reads the bytes back through another handle. */
+const OVERLAP_PLAN = String.raw`
+import mmap, os, sys, json, hashlib
+f, plan, MiB = sys.argv[1], json.loads(sys.argv[2]), 1 << 20
+def pat(k): return hashlib.sha256(bytes([k & 0xff, k >> 8])).digest() * (MiB // 32)
+fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+r = os.open(f, os.O_RDONLY)
+m = mmap.mmap(-1, MiB)
+for step in plan:
+    if step['op'] == 'write':
+        d = pat(step['k'])
+        m.seek(0)
+        m.write(d)
+        assert os.pwrite(fd, m, step['off']) == MiB
+        got = os.pread(r, MiB, step['off'])
+        assert got == d, 'read back at %d: %d bytes, %s' % (step['off'], len(got), 'same length' if len(got) == MiB else 'short')
+    else:
+        os.truncate(f, step['len'])
+    assert os.stat(f).st_size == step['size'], (step, os.stat(f).st_size)
+os.fsync(fd)
+os.close(fd)
+os.close(r)
+print('ok')
+`;
+
+test('[lab] overlapped local writes: a write-only stream is answered as soon as the sink has each write while its O_DIRECT write runs; reads, sizes, truncates and rewrites of the same bytes right after see every write in order; the records follow the same order; overlapLocalWrites: false waits', async (t) => {
+  const env = await setup(t);
+  const pat = (k: number): Buffer => { const h = createHash('sha256').update(Buffer.from([k & 0xff, k >> 8])).digest(); return Buffer.concat(Array.from({ length: MIB / 32 }, () => h)); };
+  type Step = { op: 'write'; off: number; k: number; size: number } | { op: 'truncate'; len: number; size: number };
+  const plan = (n: number): { steps: Step[]; model: Buffer } => {
+    const steps: Step[] = [];
+    let model = Buffer.alloc(0);
+    const write = (off: number, k: number): void => {
+      if (model.length < off + MIB) model = Buffer.concat([model, Buffer.alloc(off + MIB - model.length)]);
+      pat(k).copy(model, off);
+      steps.push({ op: 'write', off, k, size: model.length });
+    };
+    for (let i = 0; i < n; i++) {
+      write(i * MIB, i);
+      if (i === 8) { model = model.subarray(0, 3 * MIB); steps.push({ op: 'truncate', len: 3 * MIB, size: 3 * MIB }); }
+      if (i === 12) write(12 * MIB, 100 + i); // the same bytes again at once: after the first, locally too
+    }
+    return { steps, model };
+  };
+  const check = async (icpt: Interceptor, name: string, n: number): Promise<void> => {
+    const { steps, model } = plan(n);
+    const f = join(env.dir, name);
+    t.is((await py(OVERLAP_PLAN, f, JSON.stringify(steps))).trim(), 'ok');
+    t.true(readFileSync(join(env.under, name)).equals(model), `${name}: the real file holds every write, in order`);
+    const recs = icpt.testSink!.takeRecords().filter((r) => r.path === name && (r.op === 'write' || r.op === 'truncate'));
+    const want = steps.map((s) => (s.op === 'write' ? `write @${s.off}+${MIB} ${fnv1a64(pat(s.k))}` : `truncate ${s.len}`));
+    // The open's O_TRUNC comes first (a truncate to 0).
+    t.deepEqual(recs.map((r) => (r.op === 'write' ? `write @${r.offset}+${r.dataLength} ${r.dataHash}` : `truncate ${r.length}`)), ['truncate 0', ...want], `${name}: one record per change, in the local order`);
+    t.is(icpt.stats().errors, 0);
+  };
+  const icpt = await mountInterceptor({ dir: env.dir, sink: createTestSink({ hash: true }) });
+  track(t, icpt);
+  await check(icpt, 'overlapped', 20);
+  const st = icpt.stats();
+  t.is(st.directWrites, 21, 'every 1 MiB write went to the disk with O_DIRECT');
+  // The test sink acknowledges at once: the answer does not wait for the disk.
+  t.true(st.overlappedWrites > 0, `some writes were answered while their disk write ran (${st.overlappedWrites})`);
+  t.is(st.lateLocalErrors, 0);
+  t.log(`overlapped ${st.overlappedWrites} of ${st.directWrites}`);
+  await icpt.unmount({ timeoutMs: 2000 });
+
+  const off = await mountInterceptor({ dir: env.dir, sink: createTestSink({ hash: true }), overlapLocalWrites: false });
+  track(t, off);
+  await check(off, 'waited', 6);
+  t.true(off.stats().directWrites > 0);
+  t.is(off.stats().overlappedWrites, 0, 'overlapLocalWrites: false: every answer waited for the local write');
+  t.throws(() => mountInterceptor({ dir: env.dir, sink: 'test', overlapLocalWrites: 1 as unknown as boolean }), { code: 'ERR_RFS_ARG', message: /overlapLocalWrites must be a boolean/ });
 });
 
 /** Python: makes (or, with 'check', reads) a chain of directories `comps` below argv[1] by relative steps, with file `leaf` at the bottom. */

@@ -59,6 +59,16 @@ export interface InterceptorStats {
    * application's reply.
    */
   reconciledWrites: number;
+  /**
+   * Writes answered while their local O_DIRECT write was still running
+   * ({@link MountInterceptorInit.overlapLocalWrites}): the secondary had the bytes first.
+   */
+  overlappedWrites: number;
+  /**
+   * Of those, writes whose local write then failed (an I/O error): the next fsync or close of the
+   * file reported it, and the secondary was given back what the file holds.
+   */
+  lateLocalErrors: number;
   /** The file system under the mount refused O_DIRECT: every write is buffered. */
   directUnsupported: boolean;
   mounted: boolean;
@@ -115,6 +125,17 @@ export interface MountInterceptorInit {
    * buffered; where the file system refuses O_DIRECT every write is buffered (event `notice`).
    */
   directLocalWrites?: boolean;
+  /**
+   * Overlapped local writes (default true): such an O_DIRECT write of a plain `write()` (not
+   * O_SYNC/O_DSYNC, no `writeback`) is answered once the secondary has its bytes, even if the
+   * local disk write is still running, so the disk writes one `write()` while the next travels.
+   * Reads, stat, truncate, fsync, close and later writes of the same bytes wait for it. Its space
+   * is reserved first (fallocate, keeping the size), so a full disk still fails the `write()`
+   * itself. A local I/O error after the answer is reported by the next fsync or close of the file
+   * (as the kernel reports a failed writeback), and the secondary is given back what the file
+   * holds. False: every answer waits for the local write too.
+   */
+  overlapLocalWrites?: boolean;
 }
 
 /** Options of {@link Interceptor.unmount}. @public */
@@ -196,7 +217,7 @@ export interface TestSinkOptions {
 
 /** The binding's part for this module. */
 interface RfsFuseBinding {
-  rfsFuseMount(dir: string, sink: RfsSinkHandle, opts: { maxThreads?: number; attrTimeout?: number; entryTimeout?: number; writeback?: boolean; maxInodeFds?: number; directLocalWrites?: boolean }, onEvent: (e: NativeEvent) => void): Handle;
+  rfsFuseMount(dir: string, sink: RfsSinkHandle, opts: { maxThreads?: number; attrTimeout?: number; entryTimeout?: number; writeback?: boolean; maxInodeFds?: number; directLocalWrites?: boolean; overlapLocalWrites?: boolean }, onEvent: (e: NativeEvent) => void): Handle;
   rfsFuseUnmount(h: Handle, lazy: boolean, timeoutMs: number): Promise<void>;
   rfsFuseStats(h: Handle): InterceptorStats;
   rfsStaleMountCleanup(dir: string): number;
@@ -369,8 +390,10 @@ export function mountInterceptor(init: MountInterceptorInit): Interceptor {
   if (init.writeback !== undefined && typeof init.writeback !== 'boolean') throw new InvalidRfsArgumentError(`mountInterceptor: writeback must be a boolean, got ${JSON.stringify(init.writeback)}`);
   const maxInodeFds = optNumber(init.maxInodeFds, 'maxInodeFds', 16, 1 << 24, true);
   if (init.directLocalWrites !== undefined && typeof init.directLocalWrites !== 'boolean') throw new InvalidRfsArgumentError(`mountInterceptor: directLocalWrites must be a boolean, got ${JSON.stringify(init.directLocalWrites)}`);
-  const opts: { maxThreads?: number; attrTimeout?: number; entryTimeout?: number; writeback?: boolean; maxInodeFds?: number; directLocalWrites?: boolean } = {};
+  const opts: { maxThreads?: number; attrTimeout?: number; entryTimeout?: number; writeback?: boolean; maxInodeFds?: number; directLocalWrites?: boolean; overlapLocalWrites?: boolean } = {};
   if (init.directLocalWrites !== undefined) opts.directLocalWrites = init.directLocalWrites;
+  if (init.overlapLocalWrites !== undefined && typeof init.overlapLocalWrites !== 'boolean') throw new InvalidRfsArgumentError(`mountInterceptor: overlapLocalWrites must be a boolean, got ${JSON.stringify(init.overlapLocalWrites)}`);
+  if (init.overlapLocalWrites !== undefined) opts.overlapLocalWrites = init.overlapLocalWrites;
   if (maxInodeFds !== undefined) opts.maxInodeFds = maxInodeFds;
   if (init.writeback !== undefined) opts.writeback = init.writeback;
   if (maxThreads !== undefined) opts.maxThreads = maxThreads;

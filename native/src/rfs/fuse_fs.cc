@@ -7,6 +7,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
@@ -55,6 +56,12 @@ struct Inode : std::enable_shared_from_this<Inode> {
   uint64_t nlookup = 0;  // guarded by Fs::table_mu
   std::atomic<int> cached_opens{0};  // open file handles that use the kernel's page cache
   std::atomic<bool> synced{false};   // fsync/fdatasync was called on it (OpWrite: early writeback)
+  // Local writes answered before they ended (OpWrite, overlapped local writes): how many, their
+  // ranges and the first error one of them met after its reply (reported by the next fsync or
+  // flush). Guarded by Fs::local_mu_ (local_n is also read without it: 0 = nothing to wait for).
+  std::atomic<int> local_n{0};
+  std::vector<std::pair<uint64_t, uint64_t>> local_ranges;  // [begin, end)
+  int local_err = 0;
   // Guarded by Fs::paths_mu: where this inode was last seen (lookup/create/rename).
   std::shared_ptr<Inode> parent;
   std::string name;
@@ -301,6 +308,48 @@ class Fs final : public Interceptor, public std::enable_shared_from_this<Fs> {
   void CloseDirectFd(int fd);
   uint64_t Reconcile(Inode* in, const std::string& path, uint64_t off, size_t size, size_t done, uint64_t seq);
   std::atomic<uint64_t> reconciled_{0};
+  // Overlapped local writes (OpWrite): see Inode::local_n. Drain waits until none of the inode's
+  // is running; WaitNoOverlap until none of them covers [off, off + len).
+  std::mutex local_mu_;
+  std::condition_variable local_cv_;
+  std::atomic<uint64_t> overlapped_writes_{0}, late_local_errors_{0};
+  void DrainLocal(Inode* in) {
+    if (in->local_n.load(std::memory_order_acquire) == 0) return;
+    std::unique_lock<std::mutex> lk(local_mu_);
+    local_cv_.wait(lk, [&] { return in->local_ranges.empty(); });
+  }
+  void BeginLocal(Inode* in, uint64_t off, uint64_t len) {
+    std::unique_lock<std::mutex> lk(local_mu_);
+    local_cv_.wait(lk, [&] {
+      for (auto& r : in->local_ranges)
+        if (r.first < off + len && off < r.second) return false;
+      return true;
+    });
+    in->local_ranges.emplace_back(off, off + len);
+    in->local_n.store(static_cast<int>(in->local_ranges.size()), std::memory_order_release);
+  }
+  void EndLocal(Inode* in, uint64_t off, uint64_t len, int err) {
+    {
+      std::lock_guard<std::mutex> lk(local_mu_);
+      auto& v = in->local_ranges;
+      for (size_t i = 0; i < v.size(); i++)
+        if (v[i].first == off && v[i].second == off + len) {
+          v.erase(v.begin() + static_cast<std::ptrdiff_t>(i));
+          break;
+        }
+      if (err && !in->local_err) in->local_err = err;
+      in->local_n.store(static_cast<int>(v.size()), std::memory_order_release);
+    }
+    local_cv_.notify_all();
+  }
+  // The error an overlapped local write of this inode met after its reply (once), or 0.
+  int TakeLocalError(Inode* in) {
+    if (in->local_n.load(std::memory_order_acquire) == 0 && late_local_errors_.load(std::memory_order_relaxed) == 0) return 0;
+    std::lock_guard<std::mutex> lk(local_mu_);
+    int e = in->local_err;
+    in->local_err = 0;
+    return e;
+  }
   std::mutex paths_mu_;
   std::mutex order_mu_;
   std::atomic<uint64_t> ops_[kStatSlots] = {};
@@ -612,6 +661,7 @@ void OpForgetMulti(fuse_req_t req, size_t count, struct fuse_forget_data* forget
 void OpGetattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   Fs* fs = FsOf(req);
   struct stat st;
+  fs->DrainLocal(fs->Get(ino));  // the size and times after the overlapped writes answered so far
   if (fi) {  // an open file: its own fd (works for an unlinked file too)
     if (fstat(static_cast<int>(fi->fh), &st) != 0) return (void)fuse_reply_err(req, errno);
     return (void)fuse_reply_attr(req, &st, fs->opts_.attr_timeout);
@@ -640,6 +690,7 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, str
   int err = 0;
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
+    fs->DrainLocal(in);  // a truncate or new times come after the writes answered before them
     std::string path;
     bool known = fs->PathOf(in, &path);
     auto submit = [&](Record&& r) {
@@ -974,8 +1025,10 @@ void Fsync(fuse_req_t req, fuse_ino_t ino, int datasync, int fd) {
     if (fs->PathOf(in, &r.path)) seq = fs->Submit(std::move(r));
   }
   in->synced.store(true, std::memory_order_relaxed);
+  fs->DrainLocal(in);  // the overlapped writes answered so far are on the disk's way first
   int res = datasync ? fdatasync(fd) : fsync(fd);  // outside the ordering lock: may take ms
   int err = res != 0 ? errno : 0;
+  if (!err) err = fs->TakeLocalError(in);  // an overlapped write that failed after its reply
   fs->WaitDeferred();
   if (seq != 0) {
     fs->Wait(seq);  // received mode: the writes before it (deferred ones included) are there
@@ -1032,6 +1085,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
     std::string p;
     if (fs->PathOf(in, &p)) scope.Data(p, 0, UINT64_MAX);
     std::lock_guard<std::mutex> lk(fs->order_mu_);
+    fs->DrainLocal(in);  // the truncate comes after the overlapped writes answered before it
     fd = open(proc.c_str(), OpenFlags(fi->flags, fs->writeback_));
     if (fd >= 0) {
       Record r;
@@ -1115,9 +1169,9 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent_ino, const char* name, mode_t mo
 }
 
 void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi) {
-  (void)ino;
   Fs* fs = FsOf(req);
   fs->Count(kStatRead);
+  fs->DrainLocal(fs->Get(ino));  // reads see the overlapped writes answered before them
   struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
   buf.buf[0].flags = static_cast<enum fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
   buf.buf[0].fd = static_cast<int>(fi->fh);
@@ -1160,6 +1214,155 @@ ssize_t WriteAt(int fd, const void* p, size_t n, off_t off, int rwf) {
   return pwritev2(fd, &iov, 1, off, rwf);
 }
 
+// A FUSE worker's helper thread for the local half of an overlapped write (OpWrite): it makes the
+// O_DIRECT write while the worker waits for the secondary and replies to the kernel, so that the
+// disk write of one write() runs during the next one's trip through FUSE and the network (the
+// disk no longer idles while a write travels). One job at a time: the worker waits for it before
+// it takes another request, so its request buffer (the data) stays valid.
+class LocalWriteHelper {
+ public:
+  ~LocalWriteHelper() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (t_.joinable()) t_.join();
+  }
+  // This worker thread's helper (made at its first use), or nullptr if no thread could be made.
+  static LocalWriteHelper* Mine() {
+    thread_local std::unique_ptr<LocalWriteHelper> h;
+    if (!h) {
+      auto n = std::make_unique<LocalWriteHelper>();
+      try {
+        n->t_ = std::thread([p = n.get()] { p->Loop(); });
+      } catch (...) {
+        return nullptr;
+      }
+      h = std::move(n);
+    }
+    return h.get();
+  }
+  void Start(int fd, const void* p, size_t n, off_t off) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      fd_ = fd;
+      p_ = p;
+      n_ = n;
+      off_ = off;
+      job_ = true;
+      done_ = false;
+    }
+    cv_.notify_all();
+  }
+  bool Done() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return done_;
+  }
+  // The pwrite's result (and errno when < 0).
+  ssize_t Wait(int* err) {
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_.wait(lk, [&] { return done_; });
+    *err = err_;
+    return res_;
+  }
+
+ private:
+  void Loop() {
+    pthread_setname_np(pthread_self(), "rfs-fuse-local");
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, nullptr);
+    std::unique_lock<std::mutex> lk(mu_);
+    for (;;) {
+      cv_.wait(lk, [&] { return stop_ || job_; });
+      if (stop_) return;
+      job_ = false;
+      const int fd = fd_;
+      const void* p = p_;
+      const size_t n = n_;
+      const off_t off = off_;
+      lk.unlock();
+      ssize_t r;
+      do r = pwrite(fd, p, n, off);
+      while (r < 0 && errno == EINTR);
+      const int e = r < 0 ? errno : 0;
+      lk.lock();
+      res_ = r;
+      err_ = e;
+      done_ = true;
+      cv_.notify_all();
+    }
+  }
+  std::thread t_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false, job_ = false, done_ = false;
+  int fd_ = -1, err_ = 0;
+  const void* p_ = nullptr;
+  size_t n_ = 0;
+  off_t off_ = 0;
+  ssize_t res_ = 0;
+};
+
+// The rest of an overlapped write (OpWrite): its record is submitted and its local write started.
+void OverlappedWrite(Fs* fs, fuse_req_t req, fuse_ino_t ino, Inode* in, struct fuse_file_info* fi, LocalWriteHelper* helper,
+                     const char* data, size_t size, off_t off, uint64_t seq, const std::string& path, ChangeScope* scope) {
+  fs->Wait(seq);  // the secondary has the bytes (or replication was given up: ALONE)
+  bool replied = false;
+  if (!helper->Done()) {
+    // The local write still runs: the application goes on (its next write() travels meanwhile).
+    fuse_reply_write(req, size);
+    replied = true;
+    fs->overlapped_writes_.fetch_add(1, std::memory_order_relaxed);
+  }
+  int e = 0;
+  ssize_t n = helper->Wait(&e);
+  fs->ReleaseLent(seq);  // the request buffer (data) is reused once we return
+  size_t done = n < 0 ? 0 : static_cast<size_t>(n);
+  if (done < size) {
+    // Refused (EINVAL: O_DIRECT after all) or short: the rest buffered, then as a failed write.
+    ssize_t t = WriteAt(static_cast<int>(fi->fh), data + done, size - done, off + static_cast<off_t>(done), 0);
+    if (t > 0) done += static_cast<size_t>(t);
+    else if (t < 0) e = errno;
+    if (done < size && e == 0) e = ENOSPC;  // short without an error: the space ran out
+  } else {
+    fs->direct_writes_.fetch_add(1, std::memory_order_relaxed);
+  }
+  fs->EndLocal(in, static_cast<uint64_t>(off), size, done < size && replied ? e : 0);
+  if (done < size) {
+    // The secondary has bytes the file does not hold: send what it holds, after every other
+    // overlapped write of the file (under order_mu_, no new one starts meanwhile).
+    uint64_t rseq;
+    {
+      std::lock_guard<std::mutex> lk(fs->order_mu_);
+      fs->DrainLocal(in);
+      rseq = fs->Reconcile(in, path, static_cast<uint64_t>(off), size, done, 0);
+    }
+    fs->Wait(rseq);
+    if (replied) {
+      // Answered already: fsync and close of the file report it (as the kernel's writeback would).
+      fs->late_local_errors_.fetch_add(1, std::memory_order_relaxed);
+      fs->errors_++;
+      fs->Emit("error", "ERR_RFS_LOCAL_WRITE",
+               "the local write of " + std::to_string(size) + " bytes at " + std::to_string(off) + " in " + path +
+                   " failed after the application was answered (" + std::strerror(e) + ", " + std::to_string(done) +
+                   " bytes written): the secondary was given back what the file holds, and the next fsync or close of the file reports the error");
+    }
+  }
+  scope->End();
+  if (!replied) {
+    if (done == 0) {
+      fs->errors_++;
+      return (void)fuse_reply_err(req, e);
+    }
+    fuse_reply_write(req, done);
+  }
+  fs->bytes_written_.fetch_add(done, std::memory_order_relaxed);
+  if ((fi->fh & kDirectFh) && done > 0 && in->cached_opens.load(std::memory_order_relaxed) > 0)
+    fuse_lowlevel_notify_inval_inode(fs->se_, ino, off, static_cast<off_t>(done));
+}
+
 void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off, struct fuse_file_info* fi) {
   Fs* fs = FsOf(req);
   Inode* in = fs->Get(ino);
@@ -1195,9 +1398,36 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
     fs->aligned_copies_.fetch_add(1, std::memory_order_relaxed);
   }
   if (!aligned) dfd = -1;
+  // An overlapped write (InterceptorOptions::overlap_local_writes): a whole-page O_DIRECT write of
+  // a plain (not O_SYNC) write() is made by this worker's helper thread, and answered as soon as
+  // the secondary has the bytes, before the local write ends if it is slower. Its space is
+  // reserved first (fallocate, keeping the size), so a full disk still fails the write() itself.
+  LocalWriteHelper* helper = nullptr;
+  if (dfd >= 0 && head == size && rwf == 0 && !fs->writeback_ && fs->opts_.overlap_local_writes && size >= kOverlapMin &&
+      fallocate(static_cast<int>(fi->fh), FALLOC_FL_KEEP_SIZE, off, static_cast<off_t>(size)) == 0)
+    helper = LocalWriteHelper::Mine();
+  std::string opath;  // the overlapped write's path
+  if (helper) {
+    std::lock_guard<std::mutex> lk(fs->order_mu_);
+    if (fs->PathOf(in, &opath)) {
+      // Our local write must not race an earlier one of the same bytes still running (it ends
+      // without taking order_mu_: no deadlock).
+      fs->BeginLocal(in, static_cast<uint64_t>(off), size);
+      r.path = opath;
+      r.borrowed_len = size;
+      r.length = size;
+      seq = fs->SubmitLent(std::move(r));
+      helper->Start(dfd, aligned, size, off);
+    } else {
+      helper = nullptr;
+    }
+  }
+  if (helper) return OverlappedWrite(fs, req, ino, in, fi, helper, data, size, off, seq, opath, &scope);
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
     std::string path;
+    // Earlier overlapped writes of this file end first: the local order is the records' order.
+    fs->DrainLocal(in);
     if (size >= kOverlapMin && fs->PathOf(in, &path)) {
       // A large write: its record is submitted first, its bytes lent to the sink, whose sender
       // thread encrypts and sends them while this thread writes them to the local disk (the disk
@@ -1275,14 +1505,18 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
 }
 
 void OpFlush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
-  (void)ino;
-  FsOf(req)->WaitDeferred();  // close: the kernel has handed us its dirty pages; they reach the secondary first
+  Fs* fs = FsOf(req);
+  fs->WaitDeferred();  // close: the kernel has handed us its dirty pages; they reach the secondary first
+  Inode* in = fs->Get(ino);
+  fs->DrainLocal(in);
   int res = close(dup(static_cast<int>(fi->fh)));
-  fuse_reply_err(req, res == -1 ? errno : 0);
+  int err = res == -1 ? errno : fs->TakeLocalError(in);  // close reports a late local write error
+  fuse_reply_err(req, err);
 }
 
 void OpRelease(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   Fs* fs = FsOf(req);
+  fs->DrainLocal(fs->Get(ino));  // its fds are closed below
   if (!(fi->fh & kDirectFh)) fs->Get(ino)->cached_opens.fetch_sub(1, std::memory_order_relaxed);
   fs->CloseDirectFd(static_cast<int>(fi->fh));
   close(static_cast<int>(fi->fh));
@@ -1310,6 +1544,7 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
   int err = 0;
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
+    fs->DrainLocal(in);  // after the overlapped writes answered before it
     if (fallocate(static_cast<int>(fi->fh), mode, offset, length) != 0) {
       err = errno;
     } else {
@@ -1419,7 +1654,7 @@ void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
 }
 
 void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info* fi) {
-  (void)ino;
+  FsOf(req)->DrainLocal(FsOf(req)->Get(ino));  // SEEK_END, SEEK_DATA, SEEK_HOLE
   off_t res = lseek(static_cast<int>(fi->fh), off, whence);
   if (res == -1) return (void)fuse_reply_err(req, errno);
   fuse_reply_lseek(req, res);
@@ -1507,6 +1742,7 @@ void Fs::RunWorkers() {
 }
 
 void Fs::Worker() {
+  pthread_setname_np(pthread_self(), "rfs-fuse");  // top -H, /proc/PID/task/*/comm
   sigset_t all;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, nullptr);
@@ -1838,6 +2074,8 @@ InterceptorStats Fs::Stats() const {
   s.direct_writes = direct_writes_.load(std::memory_order_relaxed);
   s.aligned_copies = aligned_copies_.load(std::memory_order_relaxed);
   s.reconciled_writes = reconciled_.load(std::memory_order_relaxed);
+  s.overlapped_writes = overlapped_writes_.load(std::memory_order_relaxed);
+  s.late_local_errors = late_local_errors_.load(std::memory_order_relaxed);
   s.direct_unsupported = dio_unsupported_.load(std::memory_order_relaxed);
   return s;
 }

@@ -42,6 +42,15 @@ struct InterceptorOptions {
   // while the same bytes travel to the secondary (kOverlapMin). Half the memory traffic of a
   // buffered write; falls back to buffered writes where the file system refuses O_DIRECT.
   bool direct_local_writes = true;
+  // Overlapped local writes: such an O_DIRECT write of a plain write() (not O_SYNC/O_DSYNC, no
+  // writeback cache) is made by a helper thread and answered once the secondary has its bytes,
+  // even if the local disk write is still running; the next write() then travels while the disk
+  // writes. Reads, stat, truncate, fsync, close and later writes of the same bytes wait for it.
+  // Its space is reserved before (fallocate, keeping the size): a full disk fails the write()
+  // itself. A local failure after the reply (an I/O error) is reported by the next fsync or close
+  // of the file, as the kernel reports a failed writeback, and the secondary is given back what
+  // the file holds. Off: the reply waits for both the secondary and the local write.
+  bool overlap_local_writes = true;
 };
 
 constexpr size_t kDirectLocalMin = 128u << 10;
@@ -78,6 +87,8 @@ struct InterceptorStats {
   uint64_t direct_writes = 0;   // writes made with O_DIRECT (direct_local_writes)
   uint64_t aligned_copies = 0;  // of which copied first (their data was not page-aligned in the request buffer)
   uint64_t reconciled_writes = 0;  // large writes whose record left first and whose local write then failed or was short
+  uint64_t overlapped_writes = 0;  // writes answered while their local write was still running (overlap_local_writes)
+  uint64_t late_local_errors = 0;  // of which the local write then failed (reported by fsync/close)
   bool direct_unsupported = false;  // the file system refused O_DIRECT: buffered writes only
 };
 

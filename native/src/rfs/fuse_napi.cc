@@ -102,6 +102,7 @@ Napi::Value Mount(const Napi::CallbackInfo& info) {
   if (o.Get("maxInodeFds").IsNumber()) opts.max_inode_fds = o.Get("maxInodeFds").As<Napi::Number>().Uint32Value();
   if (o.Get("writeback").IsBoolean()) opts.writeback = o.Get("writeback").As<Napi::Boolean>().Value();
   if (o.Get("directLocalWrites").IsBoolean()) opts.direct_local_writes = o.Get("directLocalWrites").As<Napi::Boolean>().Value();
+  if (o.Get("overlapLocalWrites").IsBoolean()) opts.overlap_local_writes = o.Get("overlapLocalWrites").As<Napi::Boolean>().Value();
 
   auto port = std::make_shared<EventPort>();
   port->tsfn = Napi::ThreadSafeFunction::New(env, info[3].As<Napi::Function>(), "ha:rfsFuseEvents", 0, 1);
@@ -193,6 +194,8 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
   o.Set("directWrites", Napi::Number::New(env, static_cast<double>(s.direct_writes)));
   o.Set("alignedCopies", Napi::Number::New(env, static_cast<double>(s.aligned_copies)));
   o.Set("reconciledWrites", Napi::Number::New(env, static_cast<double>(s.reconciled_writes)));
+  o.Set("overlappedWrites", Napi::Number::New(env, static_cast<double>(s.overlapped_writes)));
+  o.Set("lateLocalErrors", Napi::Number::New(env, static_cast<double>(s.late_local_errors)));
   o.Set("directUnsupported", Napi::Boolean::New(env, s.direct_unsupported));
   o.Set("mounted", Napi::Boolean::New(env, ref->fs->Mounted()));
   return o;
