@@ -1329,7 +1329,9 @@ void OverlappedWrite(Fs* fs, fuse_req_t req, fuse_ino_t ino, Inode* in, struct f
   } else {
     fs->direct_writes_.fetch_add(1, std::memory_order_relaxed);
   }
-  fs->EndLocal(in, static_cast<uint64_t>(off), size, done < size && replied ? e : 0);
+  const bool late = done < size && replied;
+  if (late) fs->late_local_errors_.fetch_add(1, std::memory_order_relaxed);  // before EndLocal: TakeLocalError looks
+  fs->EndLocal(in, static_cast<uint64_t>(off), size, late ? e : 0);
   if (done < size) {
     // The secondary has bytes the file does not hold: send what it holds, after every other
     // overlapped write of the file (under order_mu_, no new one starts meanwhile).
@@ -1342,7 +1344,6 @@ void OverlappedWrite(Fs* fs, fuse_req_t req, fuse_ino_t ino, Inode* in, struct f
     fs->Wait(rseq);
     if (replied) {
       // Answered already: fsync and close of the file report it (as the kernel's writeback would).
-      fs->late_local_errors_.fetch_add(1, std::memory_order_relaxed);
       fs->errors_++;
       fs->Emit("error", "ERR_RFS_LOCAL_WRITE",
                "the local write of " + std::to_string(size) + " bytes at " + std::to_string(off) + " in " + path +

@@ -6,6 +6,9 @@
 // Each change is applied locally, described as a Record (record.h) and handed to a ChangeSink:
 //   BeforeApply (data ops, no lock) -> [ordering lock: local syscall + Submit] -> WaitAcked
 // then the reply goes to the kernel. Sequence order is therefore local apply order.
+// Exception, overlapped local writes (InterceptorOptions::overlap_local_writes): a large O_DIRECT
+// write's record is submitted first and its local write runs on a helper thread, the reply may go
+// before it ends; every later operation that could see the difference waits for it (fuse_fs.cc).
 //
 // When WaitAcked returns false (no secondary, link lost) the operation still SUCCEEDS locally:
 // the primary must keep serving its application when it goes ALONE; the sink tracks the change
