@@ -308,8 +308,8 @@ class Fs final : public Interceptor, public std::enable_shared_from_this<Fs> {
   void CloseDirectFd(int fd);
   uint64_t Reconcile(Inode* in, const std::string& path, uint64_t off, size_t size, size_t done, uint64_t seq);
   std::atomic<uint64_t> reconciled_{0};
-  // Overlapped local writes (OpWrite): see Inode::local_n. Drain waits until none of the inode's
-  // is running; WaitNoOverlap until none of them covers [off, off + len).
+  // Overlapped local writes (OpWrite): see Inode::local_n. DrainLocal waits until none of the
+  // inode's is running; BeginLocal until none of them covers [off, off + len), then registers it.
   std::mutex local_mu_;
   std::condition_variable local_cv_;
   std::atomic<uint64_t> overlapped_writes_{0}, late_local_errors_{0};
@@ -344,7 +344,7 @@ class Fs final : public Interceptor, public std::enable_shared_from_this<Fs> {
   }
   // The error an overlapped local write of this inode met after its reply (once), or 0.
   int TakeLocalError(Inode* in) {
-    if (in->local_n.load(std::memory_order_acquire) == 0 && late_local_errors_.load(std::memory_order_relaxed) == 0) return 0;
+    if (late_local_errors_.load(std::memory_order_acquire) == 0) return 0;  // none ever: nothing recorded
     std::lock_guard<std::mutex> lk(local_mu_);
     int e = in->local_err;
     in->local_err = 0;
