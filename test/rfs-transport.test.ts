@@ -176,6 +176,26 @@ ntest('waitAcked: written waits for the apply, received does not', async (t) => 
   }
 });
 
+ntest('a large write is acknowledged once, by its last part (not once per 512 KiB part)', async (t) => {
+  const { snd, rcv, dir } = await pair(t, 'received');
+  const c = snd.submitForTest({ op: 'create', path: 'big', mode: 0o644 });
+  t.true(await snd.waitAcked(c));
+  await until(() => rcv.stats().receivedAcks > 0);
+  const before = rcv.stats().receivedAcks;
+  const data = bytes(2 << 20, 9);
+  let last = 0;
+  for (let i = 0; i < 3; i++) {
+    last = snd.submitForTest({ op: 'write', path: 'big', offset: i * data.length, data });
+    t.true(await snd.waitAcked(last), `write ${i} (4 parts) acknowledged`);
+  }
+  t.is(snd.stats().received, last, 'every part is covered by the acknowledgement of the last one');
+  t.is(rcv.stats().receivedAcks - before, 3, 'one acknowledgement per write of 4 parts');
+  await until(() => rcv.stats().lastSeqApplied === last);
+  const got = readFileSync(join(dir, 'big'));
+  t.is(got.length, 3 * data.length);
+  for (let i = 0; i < 3; i++) t.true(got.subarray(i * data.length, (i + 1) * data.length).equals(data), `part ${i} applied`);
+});
+
 ntest('a wrong key: ERR_RFS_AUTH on both sides and nothing applied', async (t) => {
   const dir = tmp(t, 'sec');
   const rcv = startReceiver({ dir, key: KEY });

@@ -103,6 +103,11 @@ export interface RfsReceiverStats {
   lag: number;
   /** Authenticated streams so far. */
   connections: number;
+  /**
+   * Acknowledgements sent as frames arrived. A large write travels as parts of 512 KiB; only its
+   * last part is acknowledged (acknowledgements are cumulative), so a 2 MiB write costs one.
+   */
+  receivedAcks: number;
   connected: boolean;
   peer?: string;
 }

@@ -1307,10 +1307,11 @@ class LocalWriteHelper {
 
 // The rest of an overlapped write (OpWrite): its record is submitted and its local write started.
 void OverlappedWrite(Fs* fs, fuse_req_t req, fuse_ino_t ino, Inode* in, struct fuse_file_info* fi, LocalWriteHelper* helper,
-                     const char* data, size_t size, off_t off, uint64_t seq, const std::string& path, ChangeScope* scope) {
+                     const char* data, size_t size, off_t off, uint64_t seq, const std::string& path, ChangeScope* scope,
+                     bool reserved) {
   fs->Wait(seq);  // the secondary has the bytes (or replication was given up: ALONE)
   bool replied = false;
-  if (!helper->Done()) {
+  if (reserved && !helper->Done()) {
     // The local write still runs: the application goes on (its next write() travels meanwhile).
     fuse_reply_write(req, size);
     replied = true;
@@ -1403,9 +1404,13 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
   // a plain (not O_SYNC) write() is made by this worker's helper thread, and answered as soon as
   // the secondary has the bytes, before the local write ends if it is slower. Its space is
   // reserved first (fallocate, keeping the size), so a full disk still fails the write() itself.
+  // The record goes out first and the space is reserved while it travels: the reservation (which
+  // may wait for the file's lock while the previous write's O_DIRECT write still holds it) is
+  // off the write's critical path. If it fails, the write is answered only once the local write
+  // has ended (as a write that is not overlapped), with its error, and the secondary is given
+  // back what the file holds (as when a local write fails after its record was sent).
   LocalWriteHelper* helper = nullptr;
-  if (dfd >= 0 && head == size && rwf == 0 && !fs->writeback_ && fs->opts_.overlap_local_writes && size >= kOverlapMin &&
-      fallocate(static_cast<int>(fi->fh), FALLOC_FL_KEEP_SIZE, off, static_cast<off_t>(size)) == 0)
+  if (dfd >= 0 && head == size && rwf == 0 && !fs->writeback_ && fs->opts_.overlap_local_writes && size >= kOverlapMin)
     helper = LocalWriteHelper::Mine();
   std::string opath;  // the overlapped write's path
   if (helper) {
@@ -1418,12 +1423,15 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
       r.borrowed_len = size;
       r.length = size;
       seq = fs->SubmitLent(std::move(r));
-      helper->Start(dfd, aligned, size, off);
     } else {
       helper = nullptr;
     }
   }
-  if (helper) return OverlappedWrite(fs, req, ino, in, fi, helper, data, size, off, seq, opath, &scope);
+  if (helper) {
+    const bool reserved = fallocate(static_cast<int>(fi->fh), FALLOC_FL_KEEP_SIZE, off, static_cast<off_t>(size)) == 0;
+    helper->Start(dfd, aligned, size, off);
+    return OverlappedWrite(fs, req, ino, in, fi, helper, data, size, off, seq, opath, &scope, reserved);
+  }
   {
     std::lock_guard<std::mutex> lk(fs->order_mu_);
     std::string path;

@@ -52,6 +52,11 @@ enum class Op : uint8_t {
 // handle, RWF_SYNC/RWF_DSYNC call). A secondary that acknowledges writes as written (durable
 // mode) makes it durable before acknowledging it, as a Fsync record.
 constexpr uint32_t kWriteSync = 1;
+// A part of a large write that the sender split (not its last part): the next record is the next
+// part, sent right after it. The receiver does not acknowledge a frame that ends with such a part
+// on its own (the next frame's acknowledgement covers it; acknowledgements are cumulative): an
+// acknowledgement nobody waits for would cross the link while the next part is sent on it.
+constexpr uint32_t kWriteMore = 2;
 
 struct Timespec {
   int64_t sec = 0;

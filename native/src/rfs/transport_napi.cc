@@ -96,6 +96,7 @@ Napi::Value ReceiverStatsJs(const Napi::CallbackInfo& info) {
   o.Set("lastSeqApplied", static_cast<double>(s.lastSeqApplied));
   o.Set("lag", static_cast<double>(s.lag));
   o.Set("connections", static_cast<double>(s.connections));
+  o.Set("receivedAcks", static_cast<double>(s.receivedAcks));
   o.Set("connected", s.connected);
   if (!s.peer.empty()) o.Set("peer", s.peer);
   return o;

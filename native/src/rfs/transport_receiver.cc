@@ -151,6 +151,7 @@ void Receiver::Emit(ReceiverEvent&& e) {
 ReceiverStats Receiver::Stats() {
   ReceiverStats s;
   s.recordsApplied = recordsApplied_;
+  s.receivedAcks = receivedAcks_;
   s.bytesApplied = bytesApplied_;
   s.connections = connections_;
   std::lock_guard<std::mutex> lk(mu_);
@@ -253,11 +254,11 @@ void Receiver::EndSession(bool drain) {
   if (s->applier.joinable()) s->applier.join();
 }
 
-void Receiver::SendAck(Session* s) {
+void Receiver::SendAck(Session* s, uint64_t received) {
   uint8_t ack[wire::kAckLen];
   ack[0] = wire::kMsgAck;
   std::lock_guard<std::mutex> lk(s->txMu);
-  wire::Put64(ack + 1, s->received);
+  wire::Put64(ack + 1, received ? received : s->received.load());
   wire::Put64(ack + 9, s->applied);
   WriteFrame(s->fd, s->tx, ack, sizeof ack);  // a failure shows up on the reader
 }
@@ -307,6 +308,7 @@ void Receiver::ReaderLoop(Session* s) {
   // overlaps the peer's sending. Nothing of it is used before FinishOpen accepts the tag.
   bool opening = false;
   size_t opened = 0;
+  bool holdAck = false;  // the last frame ended with a part of a split write (kWriteMore)
   while (code.empty()) {
     // Every complete frame in the buffer.
     while (end - start >= kFrameHeader) {
@@ -355,7 +357,7 @@ void Receiver::ReaderLoop(Session* s) {
       while (i < n) {
         if (ct[i] != wire::kMsgRecord) { code = "ERR_RFS_BAD_RECORD"; reason = "unexpected message type " + std::to_string(ct[i]); break; }
         Record r;
-        size_t used = wire::DecodeRecord(ct + i, n - i, r, reason);
+        size_t used = wire::DecodeRecord(ct + i, n - i, r, reason, true);
         if (used == 0) { code = "ERR_RFS_BAD_RECORD"; break; }
         if (r.seq != seq + 1) {
           code = "ERR_RFS_BAD_RECORD";
@@ -368,6 +370,20 @@ void Receiver::ReaderLoop(Session* s) {
         i += used;
       }
       if (!code.empty()) { reason += " from " + s->peer; break; }
+      // The frame is authentic and well formed: acknowledged as received now, before its data is
+      // copied out of the frame buffer and queued for the applier (the copy, and a wait for room
+      // in a full queue, are off the primary's path; a frame acknowledged this way is queued even
+      // when the receiver is closing, and applied by its drain).
+      // A frame that ends with a part of a split write (kWriteMore) is acknowledged with the next
+      // part, which follows it on the link: its own acknowledgement would cross the link while
+      // that part is being sent, and nobody waits for it.
+      holdAck = !recs.empty() && recs.back().op == Op::Write && (recs.back().flags & kWriteMore);
+      if (!holdAck) {
+        SendAck(s, seq);
+        acked = seq;
+        receivedAcks_++;
+      }
+      for (auto& r : recs) r.Own();
       {
         std::unique_lock<std::mutex> lk(s->qMu);
         s->spaceCv.wait(lk, [&] { return s->stopApply || s->closing || s->qBytes < opts_.maxApplyQueueBytes; });
@@ -381,9 +397,10 @@ void Receiver::ReaderLoop(Session* s) {
     }
     if (!code.empty()) break;
     if (start == end) start = end = 0;
-    if (s->received != acked) {
+    if (s->received != acked && !holdAck) {
       acked = s->received;
       SendAck(s);
+      receivedAcks_++;
     }
     if (end == buf.size()) {  // cannot happen (room is made for a whole frame), but never spin
       code = "ERR_RFS_FRAME";

@@ -48,6 +48,7 @@ struct ReceiverStats {
   uint64_t lastSeqApplied = 0;
   uint64_t lag = 0;            // received - applied (records)
   uint64_t connections = 0;    // authenticated streams so far
+  uint64_t receivedAcks = 0;   // acks the reader sent as frames arrived (not for a frame ending with a kWriteMore part)
   bool connected = false;
   std::string peer;
 };
@@ -73,7 +74,8 @@ class Receiver {
   void EndSession(bool drain = false);
   void ReaderLoop(Session* s);
   void ApplierLoop(Session* s);
-  void SendAck(Session* s);
+  // Acknowledges up to `received` (0: what the session has queued) and what it applied.
+  void SendAck(Session* s, uint64_t received = 0);
   // Sums request (record seq id): builds this copy's manifest on its own thread and sends it as
   // reply messages (the applier keeps applying; acknowledgements are not delayed).
   void StartSums(Session* s, uint64_t id);
@@ -86,7 +88,7 @@ class Receiver {
   std::thread acceptor_;
   std::mutex mu_;  // session_ pointer and stats
   std::unique_ptr<Session> session_;
-  std::atomic<uint64_t> recordsApplied_{0}, bytesApplied_{0}, connections_{0};
+  std::atomic<uint64_t> recordsApplied_{0}, bytesApplied_{0}, connections_{0}, receivedAcks_{0};
   std::mutex closeMu_;
   bool closed_ = false;
 };

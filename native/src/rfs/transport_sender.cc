@@ -215,7 +215,7 @@ uint64_t Sender::Enqueue(Record&& r, bool lent) {
       part.op = Op::Write;
       part.path = r.path;
       part.offset = r.offset + off;
-      part.flags = r.flags;
+      part.flags = r.flags | (off + n < r.Size() ? kWriteMore : 0);  // the receiver acks only the last part
       part.borrowed = r.Bytes() + off;  // still valid: we are inside the caller's Submit (or lent)
       part.borrowed_len = n;
       last = Enqueue(std::move(part), lent);
