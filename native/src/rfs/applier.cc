@@ -283,8 +283,8 @@ ApplyResult Applier::ApplyOne(const Record& r) {
     case Op::Write: {
       int fd = FileFd(r.path);
       if (fd < 0) return Fail(r.path, name);
-      const uint8_t* p = r.data.data();
-      size_t n = r.data.size();
+      const uint8_t* p = r.Bytes();  // a received write may still be in its frame buffer (Record::keep)
+      size_t n = r.Size();
       off_t off = static_cast<off_t>(r.offset);
       // A synchronous write of the application (kWriteSync): durable before it is acknowledged.
       const int rwf = durable_ && (r.flags & kWriteSync) ? RWF_DSYNC : 0;

@@ -9,6 +9,7 @@
 // Append-only: new Op values are added at the end, never renumbered (they are on the wire).
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -85,6 +86,9 @@ struct Record {
   // Bytes()/Size().
   const uint8_t* borrowed = nullptr;
   size_t borrowed_len = 0;
+  // Set when the borrowed bytes live in a buffer the record shares (a receiver's frame buffer,
+  // handed to the applier with the frame): they stay valid as long as the record.
+  std::shared_ptr<const void> keep;
 
   const uint8_t* Bytes() const { return borrowed ? borrowed : data.data(); }
   size_t Size() const { return borrowed ? borrowed_len : data.size(); }
@@ -93,6 +97,7 @@ struct Record {
     data.assign(borrowed, borrowed + borrowed_len);
     borrowed = nullptr;
     borrowed_len = 0;
+    keep.reset();
   }
 };
 

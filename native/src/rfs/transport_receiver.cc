@@ -297,11 +297,75 @@ void Receiver::StartSums(Session* s, uint64_t id) {
   });
 }
 
+namespace {
+// The reader's frame buffers. A frame that carries large writes is handed to the applier in the
+// buffer it arrived in (its write records borrow their bytes there, Record::keep holding the
+// buffer), and the reader goes on in another one: no copy of the data on the reader's thread,
+// which goes back to the socket at once (the primary's acknowledgement reader, woken by our
+// acknowledgement, often waits for this CPU). A few buffers go round; when all are out (the
+// applier is behind), the records copy their bytes as before. Only the pages a frame fills are
+// ever touched.
+// One buffer (not zeroed: only what recv writes is touched).
+struct FrameBuf {
+  explicit FrameBuf(size_t size) : mem(new uint8_t[size]), n(size) {}
+  uint8_t* data() { return mem.get(); }
+  size_t size() const { return n; }
+  std::unique_ptr<uint8_t[]> mem;
+  size_t n;
+};
+class FrameBuffers : public std::enable_shared_from_this<FrameBuffers> {
+ public:
+  FrameBuffers(size_t size, size_t max) : size_(size), max_(max) {}
+  // A buffer, or null when `max` are in use.
+  std::shared_ptr<FrameBuf> Get() {
+    std::unique_ptr<FrameBuf> b;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (out_ >= max_) return nullptr;
+      out_++;
+      if (!free_.empty()) {
+        b = std::move(free_.back());
+        free_.pop_back();
+      }
+    }
+    if (!b) {
+      try {
+        b = std::make_unique<FrameBuf>(size_);
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(mu_);
+        out_--;
+        return nullptr;
+      }
+    }
+    auto self = shared_from_this();
+    return std::shared_ptr<FrameBuf>(b.release(), [self](FrameBuf* v) {
+      std::lock_guard<std::mutex> lk(self->mu_);
+      self->out_--;
+      self->free_.emplace_back(v);
+    });
+  }
+
+ private:
+  const size_t size_, max_;
+  std::mutex mu_;
+  size_t out_ = 0;
+  std::vector<std::unique_ptr<FrameBuf>> free_;
+};
+// A frame with at least this many write bytes goes to the applier in its buffer.
+constexpr size_t kHandOffMin = 64u << 10;
+}  // namespace
+
 void Receiver::ReaderLoop(Session* s) {
-  std::vector<uint8_t> buf(kMaxFrameLen + kFrameHeader + (256u << 10));
+  auto buffers = std::make_shared<FrameBuffers>(kMaxFrameLen + kFrameHeader + (256u << 10), 4);
+  std::shared_ptr<FrameBuf> cur = buffers->Get();  // the first of 4: never null
+  FrameBuf* bp = cur.get();
   size_t start = 0, end = 0;
   uint64_t acked = 0;
   std::string code, reason;
+  if (!cur) {
+    code = "ERR_RFS_FRAME";
+    reason = "no memory for a frame buffer (stream from " + s->peer + ")";
+  }
   std::vector<Record> recs;
   // The frame at `start` is decrypted as its bytes arrive (in place, `opened` bytes so far), so
   // that its last piece is all that is left to decrypt when its tag arrives: the decryption
@@ -312,14 +376,14 @@ void Receiver::ReaderLoop(Session* s) {
   while (code.empty()) {
     // Every complete frame in the buffer.
     while (end - start >= kFrameHeader) {
-      const uint8_t* h = &buf[start];
+      const uint8_t* h = bp->data() + start;
       size_t L = (size_t(h[0]) << 24) | (size_t(h[1]) << 16) | (size_t(h[2]) << 8) | h[3];
       if (L < kTagLen + 1 || L > kMaxFrameLen) {
         code = "ERR_RFS_FRAME";
         reason = "bad frame length " + std::to_string(L) + " from " + s->peer + " (garbage or oversized frame)";
         break;
       }
-      uint8_t* ct = &buf[start + kFrameHeader];
+      uint8_t* ct = bp->data() + start + kFrameHeader;
       size_t n = L - kTagLen;
       if (!opening) {
         if (!s->rx.BeginOpen(h)) {
@@ -337,8 +401,8 @@ void Receiver::ReaderLoop(Session* s) {
           s->rx.Decrypt(ct + opened, have - opened, ct + opened);
           opened = have;
         }
-        if (start + kFrameHeader + L > buf.size()) {  // make room for the whole frame
-          std::memmove(buf.data(), buf.data() + start, end - start);
+        if (start + kFrameHeader + L > bp->size()) {  // make room for the whole frame
+          std::memmove(bp->data(), bp->data() + start, end - start);
           end -= start;
           start = 0;
         }
@@ -383,7 +447,27 @@ void Receiver::ReaderLoop(Session* s) {
         acked = seq;
         receivedAcks_++;
       }
-      for (auto& r : recs) r.Own();
+      size_t writeBytes = 0;
+      for (auto& r : recs)
+        if (r.op == Op::Write) writeBytes += r.Size();
+      std::shared_ptr<FrameBuf> next;
+      if (writeBytes >= kHandOffMin) next = buffers->Get();
+      if (next) {
+        // This buffer goes with the frame's writes; what arrived after the frame moves to the next.
+        for (auto& r : recs) {
+          if (r.op == Op::Write) r.keep = cur;
+          else r.Own();
+        }
+        const size_t after = start + kFrameHeader + L;
+        if (end > after) std::memcpy(next->data(), bp->data() + after, end - after);
+        end -= after;
+        start = 0;
+        cur = std::move(next);
+        bp = cur.get();
+      } else {
+        for (auto& r : recs) r.Own();
+        start += kFrameHeader + L;
+      }
       {
         std::unique_lock<std::mutex> lk(s->qMu);
         s->spaceCv.wait(lk, [&] { return s->stopApply || s->closing || s->qBytes < opts_.maxApplyQueueBytes; });
@@ -393,7 +477,6 @@ void Receiver::ReaderLoop(Session* s) {
         s->received = seq;
       }
       s->qCv.notify_one();
-      start += kFrameHeader + L;
     }
     if (!code.empty()) break;
     if (start == end) start = end = 0;
@@ -402,12 +485,12 @@ void Receiver::ReaderLoop(Session* s) {
       SendAck(s);
       receivedAcks_++;
     }
-    if (end == buf.size()) {  // cannot happen (room is made for a whole frame), but never spin
+    if (end == bp->size()) {  // cannot happen (room is made for a whole frame), but never spin
       code = "ERR_RFS_FRAME";
       reason = "frame buffer full";
       break;
     }
-    ssize_t r = recv(s->fd, buf.data() + end, buf.size() - end, 0);
+    ssize_t r = recv(s->fd, bp->data() + end, bp->size() - end, 0);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) {
       code = "ERR_RFS_LINK";
@@ -491,7 +574,7 @@ void Receiver::ApplierLoop(Session* s) {
       if (r.op == Op::Sums) StartSums(s, r.seq);
       s->applied = r.seq;
       recordsApplied_++;
-      if (r.op == Op::Write) bytesApplied_ += r.data.size();
+      if (r.op == Op::Write) bytesApplied_ += r.Size();
       auto now = std::chrono::steady_clock::now();
       if (r.op == Op::Fsync || (r.op == Op::Write && (r.flags & kWriteSync)) || now - lastAck >= std::chrono::milliseconds(2)) {
         SendAck(s);
