@@ -357,7 +357,7 @@ constexpr size_t kHandOffMin = 64u << 10;
 
 void Receiver::ReaderLoop(Session* s) {
   auto buffers = std::make_shared<FrameBuffers>(kMaxFrameLen + kFrameHeader + (256u << 10), 4);
-  std::shared_ptr<FrameBuf> cur = buffers->Get();  // the first of 4: never null
+  std::shared_ptr<FrameBuf> cur = buffers->Get();  // the first of 4 (null only without memory)
   FrameBuf* bp = cur.get();
   size_t start = 0, end = 0;
   uint64_t acked = 0;
