@@ -1403,8 +1403,8 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
   // An overlapped write (InterceptorOptions::overlap_local_writes): a whole-page O_DIRECT write of
   // a plain (not O_SYNC) write() is made by this worker's helper thread, and answered as soon as
   // the secondary has the bytes, before the local write ends if it is slower. Its space is
-  // reserved first (fallocate, keeping the size), so a full disk still fails the write() itself.
-  // The record goes out first and the space is reserved while it travels: the reservation (which
+  // reserved before its local write (fallocate, keeping the size), so a full disk still fails
+  // the write() itself. The record goes out first and the space is reserved while it travels: the reservation (which
   // may wait for the file's lock while the previous write's O_DIRECT write still holds it) is
   // off the write's critical path. If it fails, the write is answered only once the local write
   // has ended (as a write that is not overlapped), with its error, and the secondary is given
