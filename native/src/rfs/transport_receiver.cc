@@ -421,7 +421,7 @@ void Receiver::ReaderLoop(Session* s) {
       while (i < n) {
         if (ct[i] != wire::kMsgRecord) { code = "ERR_RFS_BAD_RECORD"; reason = "unexpected message type " + std::to_string(ct[i]); break; }
         Record r;
-        size_t used = wire::DecodeRecord(ct + i, n - i, r, reason, true);
+        size_t used = wire::DecodeRecord(ct + i, n - i, r, reason);
         if (used == 0) { code = "ERR_RFS_BAD_RECORD"; break; }
         if (r.seq != seq + 1) {
           code = "ERR_RFS_BAD_RECORD";

@@ -60,9 +60,9 @@ inline void EncodeHeader(const Record& r, uint8_t h[kRecordHeader]) {
 
 // Decodes one record at p (n bytes available, p[0] == kMsgRecord). Returns the bytes consumed,
 // or 0 with `err` set when the record is malformed.
-// borrow: the record's data is left where it is (r.borrowed, valid as long as p's buffer is),
-// for a caller that decides when to copy it (Record::Own).
-inline size_t DecodeRecord(const uint8_t* p, size_t n, Record& r, std::string& err, bool borrow = false) {
+// The record's data is left where it is (r.borrowed, valid as long as p's buffer is): the caller
+// copies it (Record::Own) or keeps the buffer with the record (Record::keep).
+inline size_t DecodeRecord(const uint8_t* p, size_t n, Record& r, std::string& err) {
   if (n < kRecordHeader) { err = "truncated record header"; return 0; }
   const uint8_t* q = p + 1;
   r.seq = Get64(q); q += 8;
@@ -89,13 +89,9 @@ inline size_t DecodeRecord(const uint8_t* p, size_t n, Record& r, std::string& e
   r.path.assign(reinterpret_cast<const char*>(q), pl); q += pl;
   r.path2.assign(reinterpret_cast<const char*>(q), p2l); q += p2l;
   r.name.assign(reinterpret_cast<const char*>(q), nl); q += nl;
-  if (borrow) {
-    r.data.clear();
-    r.borrowed = q;
-    r.borrowed_len = dl;
-  } else {
-    r.data.assign(q, q + dl);
-  }
+  r.data.clear();
+  r.borrowed = q;
+  r.borrowed_len = dl;
   return total;
 }
 
