@@ -10,8 +10,10 @@
  *    (dd conv=fsync), into a plain directory and into the replicated one (durability 'write', the
  *    default: every write() waits for the secondary); *_fsyncmode: the same with durability
  *    'fsync' (kernel writeback cache; the secondary has the data at fsync/O_SYNC/close points);
- *    seq_ratio_vs_fastest_raw: the replicated median against the fastest raw round; each
- *    measured round follows an unmeasured warm-up round of its kind (see WARM below);
+ *    seq_ratio_vs_fastest_raw: the replicated median against the fastest raw round; medians of
+ *    SEQ_PAIRS pairs of rounds (a raw round, then a replicated one), seq_ratio_fsyncmode against
+ *    the raw rounds of its own pass; each measured round follows an unmeasured warm-up round of
+ *    its kind (see WARM below) and starts on an idle disk (see QUIET);
  *  - seq_node_raw_MBps / seq_node_repl_MBps / seq_node_ratio: the same written by a Node process
  *    (writeSync of a 1 MiB Buffer, which is not page-aligned: each write reaches the interceptor
  *    as two requests split at a page boundary), durability 'write';
@@ -35,7 +37,7 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { aesGcmImplementation, connectSender, createTestSink, mountInterceptor, openReplicatedDir, startReceiver } from '@ha/native';
@@ -49,6 +51,11 @@ const SEQ_MIB = quick ? 256 : 1024;
 const FSYNC_N = quick ? 1000 : 4000;
 const SMALL_FILES = quick ? 10_000 : 100_000;
 const BIG_MIB = quick ? 64 : 256;
+// Sequential pairs (raw round, replicated round) per durability pass: an odd count, so that each
+// median is one measured round, and enough that one round slowed by this VM's neighbours (raw
+// rounds here range from 700 to 1600 MB/s) does not decide the figure.
+const SEQ_PAIRS = 5;
+const SEQ_PAIRS_FSYNCMODE = 3;
 
 const root = mkdtempSync(join(tmpdir(), 'ha-bench-repl-'));
 const tmpfs = join(root, 'tmpfs');
@@ -81,6 +88,37 @@ async function settled(sender: { stats(): { submitted: number; applied: number }
   }
   const st = sender.stats();
   log(`warning: the secondary had not applied the warm-up round after 10 s (applied ${st.applied} of ${st.submitted}): the next round is measured with that load`);
+}
+
+/*
+ * QUIET: a measured round also starts on an idle disk. A warm-up round ends by deleting its file,
+ * and ext4 (mounted with `discard` here) then frees and discards its blocks: 256 MiB took ~50 ms
+ * of disk time, in the background. A buffered raw round does not touch the disk until its final
+ * fsync, but a replicated round writes with O_DIRECT from its first write and met that discard:
+ * measured right after the warm-up, replicated rounds were 5-15 % slower than after a pause, raw
+ * rounds unchanged. So each measured round waits until the disk holding the plain and primary
+ * directories has had no I/O in flight for 60 ms (its io_ticks still), at most 3 s.
+ */
+const diskStat = (() => {
+  const dev = statSync(tmpdir()).dev;
+  const major = ((dev >> 8) & 0xfff) | (Math.floor(dev / 2 ** 32) & ~0xfff);
+  const minor = (dev & 0xff) | ((dev >> 12) & ~0xff & 0xfffff);
+  const f = `/sys/dev/block/${major}:${minor}/stat`;
+  try { readFileSync(f); return f; } catch { return null; }
+})();
+async function quiet(): Promise<void> {
+  const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
+  if (!diskStat) return sleep(300);  // no block device to watch (overlay, tmpfs): a fixed pause
+  const ticks = () => readFileSync(diskStat, 'utf8').trim().split(/\s+/)[9];
+  const end = Date.now() + 3000;
+  let last = ticks();
+  let still = 0;
+  while (still < 3 && Date.now() < end) {
+    await sleep(20);
+    const t = ticks();
+    still = t === last ? still + 1 : 0;
+    last = t;
+  }
 }
 
 /** dd 1 MiB blocks + final fsync; MB/s. */
@@ -131,32 +169,37 @@ try {
   // 'write' (default): every write() waits for the secondary; 'fsync': kernel writeback cache,
   // the secondary has the data at fsync/O_SYNC/close points.
   const plain = join(root, 'plain'); mkdirSync(plain);
-  const seqRaw: number[] = [];
+  const seqRaw: number[] = [];  // the 'write' pass's raw rounds (paired with its replicated ones)
   const raw4k: number[] = [];
   for (const durability of ['write', 'fsync'] as const) {
     const prim = join(root, `prim-${durability}`); mkdirSync(prim);
     const copy = join(tmpfs, `copy-${durability}`); mkdirSync(copy);
     const seqRepl: number[] = [];
+    const passRaw: number[] = [];
     const r = await replicated(prim, copy, durability === 'fsync');
     cleanup.unshift(() => r.close());
     // A raw and a replicated round, each right after an unmeasured one of the same kind (WARM).
     const warmPair = async (measure: (file: string, mib: number) => number, tag: string): Promise<[number, number]> => {
       measure(join(plain, `${tag}-warm`), SEQ_MIB);
+      await quiet();
       const raw = measure(join(plain, tag), SEQ_MIB);
       measure(join(prim, `${tag}-warm`), SEQ_MIB);
       await settled(r.sender);
+      await quiet();
       return [raw, measure(join(prim, tag), SEQ_MIB)];
     };
-    for (let i = 0; i < (quick ? 2 : 3); i++) {
+    for (let i = 0; i < (durability === 'write' ? SEQ_PAIRS : SEQ_PAIRS_FSYNCMODE); i++) {
       const [raw, repl] = await warmPair(ddMBps, `seq${i}`);
-      seqRaw.push(raw);
+      passRaw.push(raw);
       seqRepl.push(repl);
-      log(`seq round ${i + 1} (durability ${durability}): raw ${seqRaw.at(-1)!.toFixed(0)} MB/s, replicated ${seqRepl.at(-1)!.toFixed(0)} MB/s`);
+      log(`seq round ${i + 1} (durability ${durability}): raw ${raw.toFixed(0)} MB/s, replicated ${repl.toFixed(0)} MB/s`);
     }
+    if (durability === 'write') seqRaw.push(...passRaw);
+    else res.seq_raw_fsyncmode_MBps = Math.round(pct(passRaw, 50));
     if (durability === 'write') {
       const nodeRaw: number[] = [];
       const nodeRepl: number[] = [];
-      for (let i = 0; i < (quick ? 1 : 2); i++) {
+      for (let i = 0; i < (quick ? 1 : 3); i++) {
         const [raw, repl] = await warmPair(nodeMBps, `node${i}`);
         nodeRaw.push(raw);
         nodeRepl.push(repl);
@@ -166,7 +209,13 @@ try {
       res.seq_node_repl_MBps = Math.round(pct(nodeRepl, 50));
       res.seq_node_ratio = Math.round((res.seq_node_repl_MBps / res.seq_node_raw_MBps) * 100) / 100;
     }
+    // Both measured once the secondary has applied the rounds before (its backlog, and the unlink
+    // of their files on its tmpfs, would otherwise share these two cores with whichever came first).
+    await settled(r.sender);
+    await quiet();
     raw4k.push(...fsync4k(plain, FSYNC_N));
+    await settled(r.sender);
+    await quiet();
     const repl4k = fsync4k(prim, FSYNC_N);
     const sfx = durability === 'write' ? '' : '_fsyncmode';
     res[`seq_repl${sfx}_MBps`] = Math.round(pct(seqRepl, 50));
@@ -186,7 +235,7 @@ try {
   }
   res.seq_raw_MBps = Math.round(pct(seqRaw, 50));
   res.seq_ratio = Math.round(((res.seq_repl_MBps as number) / (res.seq_raw_MBps as number)) * 100) / 100;
-  res.seq_ratio_fsyncmode = Math.round(((res.seq_repl_fsyncmode_MBps as number) / (res.seq_raw_MBps as number)) * 100) / 100;
+  res.seq_ratio_fsyncmode = Math.round(((res.seq_repl_fsyncmode_MBps as number) / (res.seq_raw_fsyncmode_MBps as number)) * 100) / 100;
   // Warm rounds make the raw ones steady (see WARM); the ratio against the fastest raw round
   // still says what the median would hide if one were cold.
   res.seq_raw_fastest_MBps = Math.round(Math.max(...seqRaw));
@@ -232,6 +281,7 @@ try {
       for (let i = 0; i < (quick ? 2 : 3); i++) {
         ddMBps(join(plain, `alone${i}-warm`), SEQ_MIB);  // a raw round first, as before every measured one
         ddMBps(join(alone, `alone${i}-warm`), SEQ_MIB);
+        await quiet();
         rounds.push(ddMBps(join(alone, `alone${i}`), SEQ_MIB));
       }
       res.seq_interceptor_only_MBps = Math.round(pct(rounds, 50));
