@@ -107,7 +107,7 @@ const diskStat = (() => {
   try { readFileSync(f); return f; } catch { return null; }
 })();
 async function quiet(): Promise<void> {
-  const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
+  const sleep = (ms: number) => new Promise<void>((res) => setTimeout(res, ms));
   if (!diskStat) return sleep(300);  // no block device to watch (overlay, tmpfs): a fixed pause
   const ticks = () => readFileSync(diskStat, 'utf8').trim().split(/\s+/)[9];
   const end = Date.now() + 3000;
